@@ -1,0 +1,11 @@
+//! The gRPC adapter: the only code that touches prost types. It parses requests into
+//! domain values (collecting every bad field), calls storage and the engine, and maps
+//! results back to protobuf and errors to statuses.
+
+pub mod errors;
+pub mod fields;
+pub mod layers;
+pub mod pagination;
+pub mod registry;
+pub mod reports;
+pub mod submission;

@@ -1,0 +1,407 @@
+//! RegistryService: agencies, partnerships, memberships.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::{
+    fields::{Fields, nest, timestamp},
+    pagination::{Page, REGISTRY_PAGES},
+};
+use crate::{
+    domain::{
+        Idempotency,
+        registry::{
+            Agency, MAX_NAME_CHARS, MAX_PURPOSE_CHARS, Membership, MembershipPatch, MembershipTerms,
+            NewAgency, NewMembership, NewPartnership, Partnership, Role, Sector,
+        },
+    },
+    error::{Error, FieldViolation, Result, ViolationKind, reason},
+    pb::{self, registry_service_server::RegistryService},
+    storage::Store,
+};
+
+#[derive(Debug, Clone)]
+pub struct RegistryApi {
+    store: Arc<dyn Store>,
+}
+
+impl RegistryApi {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        RegistryApi { store }
+    }
+}
+
+const SECTORS: &str =
+    "NHS_BODY, LOCAL_AUTHORITY, PRIVATE_PROVIDER, VOLUNTARY_OR_COMMUNITY_ORGANISATION, OTHER_PUBLIC_BODY";
+const ROLES: &str = "LEAD, MEMBER";
+
+fn sector_from_pb(v: i32) -> Option<Sector> {
+    Some(match pb::Sector::try_from(v).ok()? {
+        pb::Sector::Unspecified => return None,
+        pb::Sector::NhsBody => Sector::NhsBody,
+        pb::Sector::LocalAuthority => Sector::LocalAuthority,
+        pb::Sector::PrivateProvider => Sector::PrivateProvider,
+        pb::Sector::VoluntaryOrCommunityOrganisation => Sector::VoluntaryOrCommunityOrganisation,
+        pb::Sector::OtherPublicBody => Sector::OtherPublicBody,
+    })
+}
+
+fn sector_to_pb(s: Sector) -> pb::Sector {
+    match s {
+        Sector::NhsBody => pb::Sector::NhsBody,
+        Sector::LocalAuthority => pb::Sector::LocalAuthority,
+        Sector::PrivateProvider => pb::Sector::PrivateProvider,
+        Sector::VoluntaryOrCommunityOrganisation => pb::Sector::VoluntaryOrCommunityOrganisation,
+        Sector::OtherPublicBody => pb::Sector::OtherPublicBody,
+    }
+}
+
+fn role_from_pb(v: i32) -> Option<Role> {
+    match pb::Role::try_from(v).ok()? {
+        pb::Role::Unspecified => None,
+        pb::Role::Lead => Some(Role::Lead),
+        pb::Role::Member => Some(Role::Member),
+    }
+}
+
+fn role_to_pb(r: Role) -> pb::Role {
+    match r {
+        Role::Lead => pb::Role::Lead,
+        Role::Member => pb::Role::Member,
+    }
+}
+
+pub fn agency_to_pb(a: Agency) -> pb::Agency {
+    pb::Agency {
+        name: format!("agencies/{}", a.id),
+        display_name: a.display_name,
+        sector: sector_to_pb(a.sector) as i32,
+        create_time: Some(timestamp(a.create_time)),
+    }
+}
+
+fn partnership_to_pb(p: Partnership) -> pb::Partnership {
+    pb::Partnership {
+        name: format!("partnerships/{}", p.id),
+        display_name: p.display_name,
+        purpose: p.purpose,
+        create_time: Some(timestamp(p.create_time)),
+    }
+}
+
+fn membership_to_pb(m: Membership) -> pb::Membership {
+    pb::Membership {
+        name: format!("partnerships/{}/memberships/{}", m.partnership, m.agency),
+        agency: m.agency.to_string(),
+        role: role_to_pb(m.terms.role) as i32,
+        start_date: m.terms.start_date.to_string(),
+        end_date: m.terms.end_date.map(|d| d.to_string()).unwrap_or_default(),
+        create_time: Some(timestamp(m.create_time)),
+        update_time: Some(timestamp(m.update_time)),
+    }
+}
+
+/// The idempotency key of a create request; the fingerprint is the canonical JSON of
+/// the checked domain value, so equal requests match whatever their wire encoding.
+fn idempotency<T: serde::Serialize>(
+    request_id: Option<crate::domain::RequestId>,
+    method: &'static str,
+    value: &T,
+) -> Result<Option<Idempotency>> {
+    request_id
+        .map(|id| {
+            let content = serde_json::to_vec(value).map_err(|e| Error::internal(e.into()))?;
+            Ok(Idempotency::new(id, method, &content))
+        })
+        .transpose()
+}
+
+/// Parses `partnerships/{partnership}/memberships/{agency}`.
+fn membership_name(f: &mut Fields, path: &str, name: &str) -> Option<(crate::domain::Id, crate::domain::Id)> {
+    let parts: Vec<&str> = name.split('/').collect();
+    match parts.as_slice() {
+        ["partnerships", p, "memberships", a] => {
+            let p = f.id(path, p)?;
+            let a = f.id(path, a)?;
+            Some((p, a))
+        }
+        _ => {
+            f.fail(path, "must be a resource name partnerships/{partnership}/memberships/{agency}");
+            None
+        }
+    }
+}
+
+impl RegistryApi {
+    async fn require_partnership(&self, id: &crate::domain::Id) -> Result<()> {
+        match self.store.get_partnership(id).await? {
+            Some(_) => Ok(()),
+            None => Err(unknown_partnership(id)),
+        }
+    }
+}
+
+fn unknown_partnership(id: &crate::domain::Id) -> Error {
+    Error::not_found(reason::UNKNOWN_PARTNERSHIP, format!("partnership {id} does not exist"))
+        .with_metadata("partnership", id.as_str())
+}
+
+#[tonic::async_trait]
+impl RegistryService for RegistryApi {
+    #[instrument(skip_all)]
+    async fn create_agency(
+        &self,
+        request: Request<pb::CreateAgencyRequest>,
+    ) -> Result<Response<pb::Agency>, Status> {
+        let req = request.into_inner();
+        let mut f = Fields::new();
+        let id = f.id("agency_id", &req.agency_id);
+        let agency = req.agency.unwrap_or_default();
+        let display_name = f.required_text("agency.display_name", &agency.display_name, MAX_NAME_CHARS);
+        let sector = f.enumeration("agency.sector", agency.sector, sector_from_pb, SECTORS);
+        let request_id = f.request_id("request_id", &req.request_id);
+        let (Some(id), Some(display_name), Some(sector), true) = (id, display_name, sector, f.is_clean())
+        else {
+            return Err(invalid(f).into());
+        };
+        let new = NewAgency { id, display_name, sector };
+        let idem = idempotency(request_id, "CreateAgency", &new)?;
+        let created = self.store.create_agency(new, idem).await?;
+        Ok(Response::new(agency_to_pb(created)))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_agency(
+        &self,
+        request: Request<pb::GetAgencyRequest>,
+    ) -> Result<Response<pb::Agency>, Status> {
+        let mut f = Fields::new();
+        let (Some(id), true) = (f.name("name", &request.get_ref().name, "agencies"), f.is_clean()) else {
+            return Err(invalid(f).into());
+        };
+        match self.store.get_agency(&id).await? {
+            Some(a) => Ok(Response::new(agency_to_pb(a))),
+            None => Err(Error::not_found(reason::UNKNOWN_AGENCY, format!("agency {id} does not exist"))
+                .with_metadata("agency", id.as_str())
+                .into()),
+        }
+    }
+
+    #[instrument(skip_all)]
+    async fn list_agencies(
+        &self,
+        request: Request<pb::ListAgenciesRequest>,
+    ) -> Result<Response<pb::ListAgenciesResponse>, Status> {
+        let req = request.into_inner();
+        let page = Page::parse(req.page_size, &req.page_token, REGISTRY_PAGES, "agencies".into())?;
+        let mut agencies = self.store.list_agencies(page.fetch()).await?;
+        let next_page_token = page.finish(&mut agencies, |a| a.id.to_string());
+        Ok(Response::new(pb::ListAgenciesResponse {
+            agencies: agencies.into_iter().map(agency_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn create_partnership(
+        &self,
+        request: Request<pb::CreatePartnershipRequest>,
+    ) -> Result<Response<pb::Partnership>, Status> {
+        let req = request.into_inner();
+        let mut f = Fields::new();
+        let id = f.id("partnership_id", &req.partnership_id);
+        let partnership = req.partnership.unwrap_or_default();
+        let display_name =
+            f.required_text("partnership.display_name", &partnership.display_name, MAX_NAME_CHARS);
+        let purpose = f.optional_text("partnership.purpose", &partnership.purpose, MAX_PURPOSE_CHARS);
+        let request_id = f.request_id("request_id", &req.request_id);
+        let (Some(id), Some(display_name), Some(purpose), true) = (id, display_name, purpose, f.is_clean())
+        else {
+            return Err(invalid(f).into());
+        };
+        let new = NewPartnership { id, display_name, purpose };
+        let idem = idempotency(request_id, "CreatePartnership", &new)?;
+        let created = self.store.create_partnership(new, idem).await?;
+        Ok(Response::new(partnership_to_pb(created)))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_partnership(
+        &self,
+        request: Request<pb::GetPartnershipRequest>,
+    ) -> Result<Response<pb::Partnership>, Status> {
+        let mut f = Fields::new();
+        let (Some(id), true) = (f.name("name", &request.get_ref().name, "partnerships"), f.is_clean()) else {
+            return Err(invalid(f).into());
+        };
+        match self.store.get_partnership(&id).await? {
+            Some(p) => Ok(Response::new(partnership_to_pb(p))),
+            None => Err(unknown_partnership(&id).into()),
+        }
+    }
+
+    #[instrument(skip_all)]
+    async fn list_partnerships(
+        &self,
+        request: Request<pb::ListPartnershipsRequest>,
+    ) -> Result<Response<pb::ListPartnershipsResponse>, Status> {
+        let req = request.into_inner();
+        let page = Page::parse(req.page_size, &req.page_token, REGISTRY_PAGES, "partnerships".into())?;
+        let mut partnerships = self.store.list_partnerships(page.fetch()).await?;
+        let next_page_token = page.finish(&mut partnerships, |p| p.id.to_string());
+        Ok(Response::new(pb::ListPartnershipsResponse {
+            partnerships: partnerships.into_iter().map(partnership_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn create_membership(
+        &self,
+        request: Request<pb::CreateMembershipRequest>,
+    ) -> Result<Response<pb::Membership>, Status> {
+        let req = request.into_inner();
+        let mut f = Fields::new();
+        let partnership = f.name("parent", &req.parent, "partnerships");
+        let m = req.membership.unwrap_or_default();
+        let agency = f.id("membership.agency", &m.agency);
+        let role = f.enumeration("membership.role", m.role, role_from_pb, ROLES);
+        let start_date = f.date("membership.start_date", &m.start_date);
+        let end_date = f.optional_date("membership.end_date", &m.end_date);
+        let request_id = f.request_id("request_id", &req.request_id);
+        let terms = match (role, start_date, end_date) {
+            (Some(role), Some(start), Some(end)) => MembershipTerms::new(role, start, end)
+                .map_err(|_| f.fail("membership.end_date", "must not be before start_date"))
+                .ok(),
+            _ => None,
+        };
+        let (Some(partnership), Some(agency), Some(terms), true) = (partnership, agency, terms, f.is_clean())
+        else {
+            return Err(invalid(f).into());
+        };
+        // Both references are checked before writing so the caller learns of each
+        // unknown one; neither can disappear afterwards, as nothing is ever deleted.
+        let mut unknown = Vec::new();
+        if self.store.get_partnership(&partnership).await?.is_none() {
+            unknown.push((
+                0,
+                FieldViolation::new(
+                    "parent",
+                    ViolationKind::UnknownPartnership,
+                    "names an unknown partnership",
+                ),
+            ));
+        }
+        if self.store.get_agency(&agency).await?.is_none() {
+            unknown.push((
+                0,
+                FieldViolation::new(
+                    "membership.agency",
+                    ViolationKind::UnknownAgency,
+                    "names an unknown agency",
+                ),
+            ));
+        }
+        if !unknown.is_empty() {
+            return Err(Error::rejected(reason::INVALID_REQUEST, unknown, usize::MAX).into());
+        }
+        let new = NewMembership { partnership, agency, terms };
+        let idem = idempotency(request_id, "CreateMembership", &new)?;
+        let created = self.store.create_membership(new, idem).await?;
+        Ok(Response::new(membership_to_pb(created)))
+    }
+
+    #[instrument(skip_all)]
+    async fn update_membership(
+        &self,
+        request: Request<pb::UpdateMembershipRequest>,
+    ) -> Result<Response<pb::Membership>, Status> {
+        let req = request.into_inner();
+        let mut f = Fields::new();
+        let m = req.membership.unwrap_or_default();
+        let ids = membership_name(&mut f, "membership.name", &m.name);
+        let paths: Vec<String> = match &req.update_mask {
+            Some(mask) => mask.paths.clone(),
+            None => {
+                // AIP-134: without a mask, every populated field is an update.
+                let mut p = Vec::new();
+                if m.role != 0 {
+                    p.push("role".to_string());
+                }
+                if !m.start_date.is_empty() {
+                    p.push("start_date".to_string());
+                }
+                if !m.end_date.is_empty() {
+                    p.push("end_date".to_string());
+                }
+                p
+            }
+        };
+        let mut patch = MembershipPatch::default();
+        for path in &paths {
+            match path.as_str() {
+                "*" => {
+                    patch.role = f.enumeration("membership.role", m.role, role_from_pb, ROLES);
+                    patch.start_date = f.date("membership.start_date", &m.start_date);
+                    patch.end_date = f.optional_date("membership.end_date", &m.end_date);
+                }
+                "role" => patch.role = f.enumeration("membership.role", m.role, role_from_pb, ROLES),
+                "start_date" => patch.start_date = f.date("membership.start_date", &m.start_date),
+                "end_date" => patch.end_date = f.optional_date("membership.end_date", &m.end_date),
+                other => f.fail(
+                    "update_mask",
+                    format_args!("names {other:?}; only role, start_date and end_date can change"),
+                ),
+            }
+        }
+        if paths.is_empty() {
+            f.fail("update_mask", "names no field to change");
+        }
+        let (Some((partnership, agency)), true) = (ids, f.is_clean()) else {
+            return Err(invalid(f).into());
+        };
+        let updated = self
+            .store
+            .update_membership(&partnership, &agency, patch)
+            .await
+            .map_err(|e| nest(e, "membership."))?;
+        Ok(Response::new(membership_to_pb(updated)))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_memberships(
+        &self,
+        request: Request<pb::ListMembershipsRequest>,
+    ) -> Result<Response<pb::ListMembershipsResponse>, Status> {
+        let req = request.into_inner();
+        let mut f = Fields::new();
+        let partnership = f.name("parent", &req.parent, "partnerships");
+        let (Some(partnership), true) = (partnership, f.is_clean()) else {
+            return Err(invalid(f).into());
+        };
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            REGISTRY_PAGES,
+            format!("memberships:{partnership}"),
+        )?;
+        self.require_partnership(&partnership).await?;
+        let mut memberships = self.store.list_memberships(&partnership, page.fetch()).await?;
+        let next_page_token = page.finish(&mut memberships, |m| m.agency.to_string());
+        Ok(Response::new(pb::ListMembershipsResponse {
+            memberships: memberships.into_iter().map(membership_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+}
+
+/// The INVALID_ARGUMENT error of a request whose parsing found violations.
+fn invalid(f: Fields) -> Error {
+    f.finish(reason::INVALID_REQUEST)
+        .err()
+        // A field that parsed to nothing always records a violation; this fallback only
+        // keeps the function total.
+        .unwrap_or_else(|| Error::internal(anyhow::anyhow!("request rejected without a violation")))
+}

@@ -1,0 +1,191 @@
+//! The running server: opens the store, binds the listener, serves every service with
+//! health and reflection, and shuts down gracefully.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::{Server, server::TcpIncoming};
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use crate::{
+    configuration::{Settings, redact_url},
+    domain::{Timestamp, idempotency::REQUEST_ID_RETENTION},
+    grpc::{
+        layers::{IdentityLayer, RpcTraceLayer},
+        registry::RegistryApi,
+        reports::ReportApi,
+        submission::SubmissionApi,
+    },
+    pb::{
+        self, registry_service_server::RegistryServiceServer, report_service_server::ReportServiceServer,
+        submission_service_server::SubmissionServiceServer,
+    },
+    storage::{self, Store},
+};
+
+/// Largest request message accepted: a batch of 10,000 records with long team
+/// compositions stays well below it.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The fully qualified names of the services reported through the health service.
+pub const SERVICE_NAMES: [&str; 3] =
+    ["partnership.v1.RegistryService", "partnership.v1.SubmissionService", "partnership.v1.ReportService"];
+
+/// A started but not yet serving application; `local_addr` is known once built, so
+/// tests bind port 0 and read the port back.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: Arc<dyn Store>,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Opens and migrates the database, then binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = storage::open(&settings.database_url)
+            .await
+            .with_context(|| format!("opening the database {}", redact_url(&settings.database_url)))?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Application { listener, local_addr, store, shutdown_grace: settings.shutdown_grace })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Serves until `shutdown` completes, then: health NOT_SERVING, no new calls,
+    /// in-flight calls get the grace period to finish, the database is closed.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Application { listener, local_addr, store, shutdown_grace } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        // Each reflection version also lists the other, since both are served.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building the reflection service (v1)")?;
+        let reflection_v1alpha = reflection()
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building the reflection service (v1alpha)")?;
+
+        let registry = RegistryServiceServer::new(RegistryApi::new(store.clone()));
+        let submission = SubmissionServiceServer::new(SubmissionApi::new(store.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let reports = ReportServiceServer::new(ReportApi::new(store.clone()));
+
+        // The database is open and migrated by now (Application::build), so every
+        // service can report SERVING from the first call.
+        set_health(&health, ServingStatus::Serving).await;
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let router = Server::builder()
+            .layer(RpcTraceLayer)
+            .layer(IdentityLayer)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(registry)
+            .add_service(submission)
+            .add_service(reports);
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        }));
+        let purge = tokio::spawn(purge_request_log(store.clone()));
+        info!(%local_addr, backend = store.backend(), "serving");
+
+        tokio::select! {
+            result = &mut server => {
+                purge.abort();
+                store.close().await;
+                return match result {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(anyhow::Error::new(e).context("the gRPC server failed")),
+                    Err(e) => Err(anyhow::Error::new(e).context("the gRPC server task failed")),
+                };
+            }
+            () = shutdown => {}
+        }
+
+        info!(grace_secs = shutdown_grace.as_secs_f64(), "shutting down: draining in-flight calls");
+        set_health(&health, ServingStatus::NotServing).await;
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(shutdown_grace, &mut server).await {
+            Ok(Ok(Ok(()))) => info!("all calls finished"),
+            Ok(Ok(Err(e))) => warn!(error = %e, "the gRPC server failed while draining"),
+            Ok(Err(e)) => warn!(error = %e, "the gRPC server task failed while draining"),
+            Err(_) => {
+                warn!("calls still running after the grace period; closing them");
+                server.abort();
+            }
+        }
+        purge.abort();
+        store.close().await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Forgets request ids past their retention, hourly.
+async fn purge_request_log(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = Timestamp(Timestamp::now().0 - REQUEST_ID_RETENTION.as_micros() as i64);
+        match store.purge_request_log(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => info!(removed = n, "purged expired request ids"),
+            Err(e) => warn!(error = %e, "purging expired request ids failed; will retry"),
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => info!("SIGINT received"),
+        () = terminate => info!("SIGTERM received"),
+    }
+}

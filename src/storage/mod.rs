@@ -1,0 +1,133 @@
+//! Storage: one interface, [`Store`], over domain types, with an implementation per
+//! backend. Nothing above this module sees SQL; nothing in it sees protobuf.
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+
+use crate::{
+    domain::{
+        Id, Idempotency,
+        registry::{
+            Agency, Membership, MembershipPatch, NewAgency, NewMembership, NewPartnership, Partnership,
+        },
+    },
+    error::{Error, Result},
+};
+
+pub mod sqlite;
+
+/// A page of a list, in ascending key order: keys strictly after `after`, at most
+/// `limit` of them.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Everything the service stores. Implementations must make each write atomic and
+/// durable before returning, and idempotent under a request id.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// `sqlite` or `postgres`, for logs.
+    fn backend(&self) -> &'static str;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// ALREADY_EXISTS when the id is taken.
+    async fn create_agency(&self, agency: NewAgency, idem: Option<Idempotency>) -> Result<Agency>;
+    async fn get_agency(&self, id: &Id) -> Result<Option<Agency>>;
+    async fn list_agencies(&self, page: PageRequest) -> Result<Vec<Agency>>;
+
+    /// ALREADY_EXISTS when the id is taken.
+    async fn create_partnership(
+        &self,
+        partnership: NewPartnership,
+        idem: Option<Idempotency>,
+    ) -> Result<Partnership>;
+    async fn get_partnership(&self, id: &Id) -> Result<Option<Partnership>>;
+    async fn list_partnerships(&self, page: PageRequest) -> Result<Vec<Partnership>>;
+
+    /// The partnership and the agency must exist (callers check first: neither can be
+    /// deleted, so a positive check stays true). ALREADY_EXISTS when the agency already
+    /// has a membership of the partnership.
+    async fn create_membership(
+        &self,
+        membership: NewMembership,
+        idem: Option<Idempotency>,
+    ) -> Result<Membership>;
+    /// NOT_FOUND when there is no such membership; INVALID_ARGUMENT, on the field
+    /// (`role`, `start_date` or `end_date`), when the patched terms are invalid.
+    async fn update_membership(
+        &self,
+        partnership: &Id,
+        agency: &Id,
+        patch: MembershipPatch,
+    ) -> Result<Membership>;
+    async fn list_memberships(&self, partnership: &Id, page: PageRequest) -> Result<Vec<Membership>>;
+
+    /// Forgets request ids older than the retention; returns how many were removed.
+    async fn purge_request_log(&self, older_than: crate::domain::Timestamp) -> Result<u64>;
+
+    /// Closes connections; later calls fail.
+    async fn close(&self);
+}
+
+/// Opens the store a database URL names and brings its schema up to date:
+/// `sqlite://path`, `sqlite:path`, `sqlite::memory:` or a bare path for SQLite.
+pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    match Backend::of(database_url)? {
+        Backend::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
+        Backend::Postgres => {
+            anyhow::bail!("PostgreSQL is not supported by this build yet; use a sqlite:// URL")
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite(String),
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> anyhow::Result<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Backend::Postgres);
+        }
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        if path.is_empty() {
+            anyhow::bail!("database URL {url:?} names no file");
+        }
+        if path.contains("://") {
+            anyhow::bail!("unsupported database URL scheme in {url:?}: use sqlite:// or postgres://");
+        }
+        Ok(Backend::Sqlite(path.to_string()))
+    }
+}
+
+/// Maps a unique-key violation to ALREADY_EXISTS and anything else to an internal
+/// error with its cause.
+pub(crate) fn conflict_or_internal(e: sqlx::Error, on_conflict: impl FnOnce() -> Error) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => on_conflict(),
+        _ => Error::from(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_select_a_backend() {
+        assert_eq!(Backend::of("sqlite://data/pm.db").unwrap(), Backend::Sqlite("data/pm.db".into()));
+        assert_eq!(Backend::of("sqlite:pm.db").unwrap(), Backend::Sqlite("pm.db".into()));
+        assert_eq!(Backend::of("sqlite::memory:").unwrap(), Backend::Sqlite(":memory:".into()));
+        assert_eq!(Backend::of("./pm.db").unwrap(), Backend::Sqlite("./pm.db".into()));
+        assert_eq!(Backend::of("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert!(Backend::of("mysql://h/db").is_err());
+        assert!(Backend::of("sqlite://").is_err());
+    }
+}

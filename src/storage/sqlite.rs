@@ -1,0 +1,427 @@
+//! The embedded default backend: one SQLite file in WAL mode with
+//! `synchronous=FULL` (a commit is on disk before it is acknowledged) and foreign keys
+//! on. Writes run in `BEGIN IMMEDIATE` transactions so that a writer takes the lock at
+//! the start and never fails half-way on a lock upgrade.
+
+use std::{str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use serde::{Serialize, de::DeserializeOwned};
+use sqlx::{
+    Row, SqliteConnection,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    },
+};
+use tracing::info;
+
+use super::{PageRequest, Store, conflict_or_internal};
+use crate::{
+    domain::{
+        Date, Id, Idempotency, Timestamp,
+        registry::{
+            Agency, Membership, MembershipPatch, MembershipTerms, NewAgency, NewMembership, NewPartnership,
+            Partnership, Role, Sector,
+        },
+    },
+    error::{Error, Result, reason},
+};
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// How long a writer waits for another writer's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`; `:memory:` gives
+    /// a private in-memory database (one connection, for tools and tests).
+    pub async fn open(path: &str) -> anyhow::Result<SqliteStore> {
+        let in_memory = path == ":memory:";
+        let options = if in_memory {
+            SqliteConnectOptions::from_str("sqlite::memory:")?
+        } else {
+            SqliteConnectOptions::new().filename(path).create_if_missing(true)
+        };
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening SQLite database {path:?}: {e}"))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("migrating SQLite database {path:?}: {e}"))?;
+        info!(path, "SQLite database open and migrated");
+        Ok(SqliteStore { pool })
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// The stored response of an earlier request with the same id, or REQUEST_ID_REUSED if
+/// that request was a different one.
+async fn replay<T: DeserializeOwned>(conn: &mut SqliteConnection, idem: &Idempotency) -> Result<Option<T>> {
+    let row = sqlx::query("SELECT method, fingerprint, response FROM request_log WHERE request_id = ?")
+        .bind(idem.request_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let method: String = row.try_get(0)?;
+    let fingerprint: Vec<u8> = row.try_get(1)?;
+    if method != idem.method || fingerprint != idem.fingerprint {
+        return Err(Error::request_id_reused());
+    }
+    let response: String = row.try_get(2)?;
+    serde_json::from_str(&response)
+        .map(Some)
+        .map_err(|e| Error::internal(anyhow::anyhow!("decoding stored response of {}: {e}", idem.method)))
+}
+
+async fn remember<T: Serialize>(conn: &mut SqliteConnection, idem: &Idempotency, response: &T) -> Result<()> {
+    let json = serde_json::to_string(response).map_err(|e| Error::internal(e.into()))?;
+    sqlx::query("INSERT INTO request_log (request_id, method, fingerprint, response, create_time) VALUES (?, ?, ?, ?, ?)")
+        .bind(idem.request_id.as_str())
+        .bind(idem.method)
+        .bind(&idem.fingerprint[..])
+        .bind(json)
+        .bind(Timestamp::now().0)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn corrupt(what: &str, value: &str) -> Error {
+    Error::internal(anyhow::anyhow!("stored {what} {value:?} is not valid"))
+}
+
+fn id_col(row: &SqliteRow, i: usize) -> Result<Id> {
+    let s: String = row.try_get(i)?;
+    Id::parse(&s).map_err(|_| corrupt("id", &s))
+}
+
+fn date_col(row: &SqliteRow, i: usize) -> Result<Option<Date>> {
+    let s: Option<String> = row.try_get(i)?;
+    s.map(|s| Date::parse(&s).map_err(|_| corrupt("date", &s))).transpose()
+}
+
+fn agency_row(row: &SqliteRow) -> Result<Agency> {
+    let sector: String = row.try_get(2)?;
+    Ok(Agency {
+        id: id_col(row, 0)?,
+        display_name: row.try_get(1)?,
+        sector: Sector::from_name(&sector).ok_or_else(|| corrupt("sector", &sector))?,
+        create_time: Timestamp(row.try_get(3)?),
+    })
+}
+
+fn partnership_row(row: &SqliteRow) -> Result<Partnership> {
+    Ok(Partnership {
+        id: id_col(row, 0)?,
+        display_name: row.try_get(1)?,
+        purpose: row.try_get(2)?,
+        create_time: Timestamp(row.try_get(3)?),
+    })
+}
+
+/// The membership columns in the order `membership_row` reads them.
+macro_rules! membership_columns {
+    () => {
+        "partnership_id, agency_id, role, start_date, end_date, create_time, update_time"
+    };
+}
+
+fn membership_row(row: &SqliteRow) -> Result<Membership> {
+    let role: String = row.try_get(2)?;
+    let start_date = date_col(row, 3)?.ok_or_else(|| corrupt("start date", "NULL"))?;
+    Ok(Membership {
+        partnership: id_col(row, 0)?,
+        agency: id_col(row, 1)?,
+        terms: MembershipTerms {
+            role: Role::from_name(&role).ok_or_else(|| corrupt("role", &role))?,
+            start_date,
+            end_date: date_col(row, 4)?,
+        },
+        create_time: Timestamp(row.try_get(5)?),
+        update_time: Timestamp(row.try_get(6)?),
+    })
+}
+
+fn limit(page: &PageRequest) -> i64 {
+    i64::from(page.limit)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_agency(&self, agency: NewAgency, idem: Option<Idempotency>) -> Result<Agency> {
+        let mut tx = self.begin_write().await?;
+        if let Some(idem) = &idem
+            && let Some(done) = replay(&mut tx, idem).await?
+        {
+            return Ok(done);
+        }
+        let created = Agency {
+            id: agency.id,
+            display_name: agency.display_name,
+            sector: agency.sector,
+            create_time: Timestamp::now(),
+        };
+        sqlx::query("INSERT INTO agencies (id, display_name, sector, create_time) VALUES (?, ?, ?, ?)")
+            .bind(created.id.as_str())
+            .bind(&created.display_name)
+            .bind(created.sector.as_str())
+            .bind(created.create_time.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                conflict_or_internal(e, || {
+                    Error::already_exists(
+                        reason::AGENCY_EXISTS,
+                        format!("agency {} already exists", created.id),
+                    )
+                    .with_metadata("agency", created.id.as_str())
+                })
+            })?;
+        if let Some(idem) = &idem {
+            remember(&mut tx, idem, &created).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_agency(&self, id: &Id) -> Result<Option<Agency>> {
+        let row = sqlx::query("SELECT id, display_name, sector, create_time FROM agencies WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(agency_row).transpose()
+    }
+
+    async fn list_agencies(&self, page: PageRequest) -> Result<Vec<Agency>> {
+        let rows = sqlx::query(
+            "SELECT id, display_name, sector, create_time FROM agencies WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(limit(&page))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(agency_row).collect()
+    }
+
+    async fn create_partnership(
+        &self,
+        partnership: NewPartnership,
+        idem: Option<Idempotency>,
+    ) -> Result<Partnership> {
+        let mut tx = self.begin_write().await?;
+        if let Some(idem) = &idem
+            && let Some(done) = replay(&mut tx, idem).await?
+        {
+            return Ok(done);
+        }
+        let created = Partnership {
+            id: partnership.id,
+            display_name: partnership.display_name,
+            purpose: partnership.purpose,
+            create_time: Timestamp::now(),
+        };
+        sqlx::query("INSERT INTO partnerships (id, display_name, purpose, create_time) VALUES (?, ?, ?, ?)")
+            .bind(created.id.as_str())
+            .bind(&created.display_name)
+            .bind(&created.purpose)
+            .bind(created.create_time.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                conflict_or_internal(e, || {
+                    Error::already_exists(
+                        reason::PARTNERSHIP_EXISTS,
+                        format!("partnership {} already exists", created.id),
+                    )
+                    .with_metadata("partnership", created.id.as_str())
+                })
+            })?;
+        if let Some(idem) = &idem {
+            remember(&mut tx, idem, &created).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_partnership(&self, id: &Id) -> Result<Option<Partnership>> {
+        let row = sqlx::query("SELECT id, display_name, purpose, create_time FROM partnerships WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(partnership_row).transpose()
+    }
+
+    async fn list_partnerships(&self, page: PageRequest) -> Result<Vec<Partnership>> {
+        let rows = sqlx::query(
+            "SELECT id, display_name, purpose, create_time FROM partnerships WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(limit(&page))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(partnership_row).collect()
+    }
+
+    async fn create_membership(
+        &self,
+        membership: NewMembership,
+        idem: Option<Idempotency>,
+    ) -> Result<Membership> {
+        let mut tx = self.begin_write().await?;
+        if let Some(idem) = &idem
+            && let Some(done) = replay(&mut tx, idem).await?
+        {
+            return Ok(done);
+        }
+        let now = Timestamp::now();
+        let created = Membership {
+            partnership: membership.partnership,
+            agency: membership.agency,
+            terms: membership.terms,
+            create_time: now,
+            update_time: now,
+        };
+        sqlx::query(
+            "INSERT INTO memberships (partnership_id, agency_id, role, start_date, end_date, create_time, update_time) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(created.partnership.as_str())
+        .bind(created.agency.as_str())
+        .bind(created.terms.role.as_str())
+        .bind(created.terms.start_date.to_string())
+        .bind(created.terms.end_date.map(|d| d.to_string()))
+        .bind(now.0)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            conflict_or_internal(e, || {
+                Error::already_exists(
+                    reason::MEMBERSHIP_EXISTS,
+                    format!(
+                        "agency {} already has a membership of partnership {}; edit it with UpdateMembership",
+                        created.agency, created.partnership
+                    ),
+                )
+                .with_metadata("partnership", created.partnership.as_str())
+                .with_metadata("agency", created.agency.as_str())
+            })
+        })?;
+        bump_data_version(&mut tx, &created.partnership).await?;
+        if let Some(idem) = &idem {
+            remember(&mut tx, idem, &created).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn update_membership(
+        &self,
+        partnership: &Id,
+        agency: &Id,
+        patch: MembershipPatch,
+    ) -> Result<Membership> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM memberships WHERE partnership_id = ? AND agency_id = ?"
+        ))
+        .bind(partnership.as_str())
+        .bind(agency.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(unknown_membership(partnership, agency));
+        };
+        let mut membership = membership_row(&row)?;
+        membership.terms = patch.apply(membership.terms).map_err(|field| {
+            Error::invalid_field(reason::INVALID_REQUEST, field, "end_date must not be before start_date")
+        })?;
+        membership.update_time = Timestamp::now();
+        sqlx::query(
+            "UPDATE memberships SET role = ?, start_date = ?, end_date = ?, update_time = ? \
+             WHERE partnership_id = ? AND agency_id = ?",
+        )
+        .bind(membership.terms.role.as_str())
+        .bind(membership.terms.start_date.to_string())
+        .bind(membership.terms.end_date.map(|d| d.to_string()))
+        .bind(membership.update_time.0)
+        .bind(partnership.as_str())
+        .bind(agency.as_str())
+        .execute(&mut *tx)
+        .await?;
+        bump_data_version(&mut tx, partnership).await?;
+        tx.commit().await?;
+        Ok(membership)
+    }
+
+    async fn list_memberships(&self, partnership: &Id, page: PageRequest) -> Result<Vec<Membership>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM memberships WHERE partnership_id = ? AND agency_id > ? ORDER BY agency_id LIMIT ?"
+        ))
+        .bind(partnership.as_str())
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(limit(&page))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(membership_row).collect()
+    }
+
+    async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM request_log WHERE create_time < ?")
+            .bind(older_than.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn unknown_membership(partnership: &Id, agency: &Id) -> Error {
+    Error::not_found(
+        reason::UNKNOWN_MEMBERSHIP,
+        format!("agency {agency} has no membership of partnership {partnership}"),
+    )
+    .with_metadata("partnership", partnership.as_str())
+    .with_metadata("agency", agency.as_str())
+}
+
+async fn bump_data_version(conn: &mut SqliteConnection, partnership: &Id) -> Result<()> {
+    sqlx::query("UPDATE partnerships SET data_version = data_version + 1 WHERE id = ?")
+        .bind(partnership.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! End to end: the real binary, driven by clients nobody here wrote (`buf curl` through
+//! reflection, and Python grpcio with code generated from proto/ at test time).
+//!
+//! The tools come from `scripts/test` (npm `@bufbuild/buf`, a Python venv); it passes
+//! their paths in `PM_TEST_BUF` and `PM_TEST_PYTHON`. Without them these tests say so
+//! and skip.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The path a tool variable names, or `None` after printing why the test is skipped.
+pub fn tool(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            eprintln!("SKIPPED: {var} is not set; run scripts/test to provide it");
+            None
+        }
+    }
+}
+
+/// The `partnership-metrics serve` binary on a fresh database and a free port.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_partnership-metrics"))
+            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--shutdown-grace-secs", "5"])
+            .env("DATABASE_URL", format!("sqlite://{}", dir.path().join("e2e.db").display()))
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        // The JSON log line "serving" carries the bound address.
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines.next().expect("server exited before serving").unwrap();
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                panic!("log line is not JSON: {line}");
+            };
+            if json["fields"]["message"] == "serving" {
+                break json["fields"]["local_addr"].as_str().unwrap().to_string();
+            }
+        };
+        // Keep draining the logs so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr, _dir: dir }
+    }
+
+    /// SIGTERM, then the exit status within the grace period.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn buf_curl(buf: &PathBuf, addr: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(buf)
+        .args(["curl", "--protocol", "grpc", "--http2-prior-knowledge"])
+        .args(args)
+        .arg(format!("http://{addr}"))
+        .output()
+        .expect("run buf curl");
+    assert!(out.status.success(), "buf curl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+}
+
+fn call(buf: &PathBuf, addr: &str, method: &str, body: serde_json::Value) -> serde_json::Value {
+    let out = Command::new(buf)
+        .args(["curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d", &body.to_string()])
+        .arg(format!("http://{addr}/{method}"))
+        .output()
+        .expect("run buf curl");
+    assert!(out.status.success(), "buf curl {method} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn buf_curl_creates_and_lists_through_reflection() {
+    let Some(buf) = tool("PM_TEST_BUF") else { return };
+    let server = Server::start();
+    let methods = buf_curl(&buf, &server.addr, &["--list-methods"]);
+    let methods = methods.as_str().unwrap();
+    for m in [
+        "partnership.v1.RegistryService/CreateAgency",
+        "partnership.v1.RegistryService/ListMemberships",
+        "partnership.v1.SubmissionService/IngestRecords",
+        "partnership.v1.ReportService/ExportReports",
+        "grpc.health.v1.Health/Check",
+    ] {
+        assert!(methods.lines().any(|l| l == m), "{m} not listed:\n{methods}");
+    }
+
+    const REGISTRY: &str = "partnership.v1.RegistryService";
+    for (id, sector) in [
+        ("nhs-a", "SECTOR_NHS_BODY"),
+        ("la-b", "SECTOR_LOCAL_AUTHORITY"),
+        ("vol-c", "SECTOR_VOLUNTARY_OR_COMMUNITY_ORGANISATION"),
+    ] {
+        let created = call(
+            &buf,
+            &server.addr,
+            &format!("{REGISTRY}/CreateAgency"),
+            serde_json::json!({"agencyId": id, "agency": {"displayName": id.to_uppercase(), "sector": sector}}),
+        );
+        assert_eq!(created["name"], format!("agencies/{id}"));
+    }
+    call(
+        &buf,
+        &server.addr,
+        &format!("{REGISTRY}/CreatePartnership"),
+        serde_json::json!({"partnershipId": "pa", "partnership": {"displayName": "PA"}}),
+    );
+    for (agency, role) in [("nhs-a", "ROLE_LEAD"), ("la-b", "ROLE_MEMBER"), ("vol-c", "ROLE_MEMBER")] {
+        call(
+            &buf,
+            &server.addr,
+            &format!("{REGISTRY}/CreateMembership"),
+            serde_json::json!({"parent": "partnerships/pa", "membership": {"agency": agency, "role": role, "startDate": "2024-01-01"}}),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = call(
+            &buf,
+            &server.addr,
+            &format!("{REGISTRY}/ListMemberships"),
+            serde_json::json!({"parent": "partnerships/pa", "pageSize": 2, "pageToken": token}),
+        );
+        for m in page["memberships"].as_array().unwrap() {
+            seen.push(m["agency"].as_str().unwrap().to_string());
+        }
+        match page["nextPageToken"].as_str() {
+            Some(t) if !t.is_empty() => token = t.to_string(),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ["la-b", "nhs-a", "vol-c"]);
+    assert!(server.terminate().success(), "the server exits cleanly on SIGTERM");
+}
+
+#[test]
+fn python_grpcio_client_drives_the_registry() {
+    let Some(python) = tool("PM_TEST_PYTHON") else { return };
+    let server = Server::start();
+    let out = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/client.py"))
+        .args(["--target", &server.addr, "--proto-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/proto")])
+        .args(["reflection", "registry"])
+        .output()
+        .expect("run the Python client");
+    assert!(
+        out.status.success(),
+        "Python client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.terminate().success());
+}

@@ -1,0 +1,149 @@
+"""End-to-end client written against the published contract only.
+
+It generates Python code from proto/ with grpcio-tools at run time, then drives a
+running server the way an integrator would. Exits non-zero (with a message) on the
+first expectation that fails.
+
+    python client.py --target 127.0.0.1:50051 --proto-dir proto SCENARIO
+"""
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+
+import grpc
+from grpc_status import rpc_status
+from google.rpc import error_details_pb2
+
+
+def generate(proto_dir, out_dir):
+    from grpc_tools import protoc
+    import grpc_tools
+
+    wkt = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    files = [
+        os.path.join("partnership", "v1", name)
+        for name in ("registry.proto", "records.proto", "submission.proto", "reports.proto")
+    ]
+    # google/rpc/status.proto comes from googleapis-common-protos at import time; it is
+    # compiled against the vendored copy only for type checking, not generated.
+    code = protoc.main(
+        ["protoc", f"-I{proto_dir}", f"-I{wkt}", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}"]
+        + files
+    )
+    if code != 0:
+        sys.exit(f"protoc failed with {code}")
+    sys.path.insert(0, out_dir)
+
+
+def expect(condition, message):
+    if not condition:
+        sys.exit(f"FAILED: {message}")
+
+
+def error_details(err):
+    """(code, ErrorInfo, [field paths]) of a failed call, from its rich status."""
+    status = rpc_status.from_call(err)
+    expect(status is not None, f"no rich status on {err.code()} {err.details()}")
+    info, fields = None, []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields = [v.field for v in bad.field_violations]
+    expect(info is not None, "no ErrorInfo in the status")
+    expect(info.domain == "partnership-metrics", f"ErrorInfo domain {info.domain}")
+    return err.code(), info, fields
+
+
+def scenario_registry(channel):
+    registry_pb2 = importlib.import_module("partnership.v1.registry_pb2")
+    registry_grpc = importlib.import_module("partnership.v1.registry_pb2_grpc")
+    stub = registry_grpc.RegistryServiceStub(channel)
+
+    for agency_id, sector in [("py-nhs", registry_pb2.SECTOR_NHS_BODY), ("py-la", registry_pb2.SECTOR_LOCAL_AUTHORITY),
+                              ("py-vol", registry_pb2.SECTOR_VOLUNTARY_OR_COMMUNITY_ORGANISATION)]:
+        created = stub.CreateAgency(registry_pb2.CreateAgencyRequest(
+            agency_id=agency_id, agency=registry_pb2.Agency(display_name=agency_id.upper(), sector=sector),
+            request_id=f"py-create-{agency_id}"))
+        expect(created.name == f"agencies/{agency_id}", f"created name {created.name}")
+        again = stub.CreateAgency(registry_pb2.CreateAgencyRequest(
+            agency_id=agency_id, agency=registry_pb2.Agency(display_name=agency_id.upper(), sector=sector),
+            request_id=f"py-create-{agency_id}"))
+        expect(again == created, "an idempotent retry returns the first result")
+
+    stub.CreatePartnership(registry_pb2.CreatePartnershipRequest(
+        partnership_id="py-part", partnership=registry_pb2.Partnership(display_name="Py", purpose="test")))
+    stub.CreateMembership(registry_pb2.CreateMembershipRequest(
+        parent="partnerships/py-part", membership=registry_pb2.Membership(
+            agency="py-nhs", role=registry_pb2.ROLE_LEAD, start_date="2020-01-01")))
+    stub.CreateMembership(registry_pb2.CreateMembershipRequest(
+        parent="partnerships/py-part", membership=registry_pb2.Membership(
+            agency="py-la", role=registry_pb2.ROLE_MEMBER, start_date="2021-06-01")))
+
+    names, token = [], ""
+    while True:
+        page = stub.ListAgencies(registry_pb2.ListAgenciesRequest(page_size=2, page_token=token))
+        names += [a.name for a in page.agencies]
+        token = page.next_page_token
+        if not token:
+            break
+    expect([n for n in names if n.startswith("agencies/py-")] == ["agencies/py-la", "agencies/py-nhs", "agencies/py-vol"],
+           f"agencies listed in id order: {names}")
+    members = stub.ListMemberships(registry_pb2.ListMembershipsRequest(parent="partnerships/py-part"))
+    expect([m.agency for m in members.memberships] == ["py-la", "py-nhs"], f"memberships: {members}")
+
+    try:
+        stub.CreateMembership(registry_pb2.CreateMembershipRequest(
+            parent="partnerships/py-part", membership=registry_pb2.Membership(
+                agency="py-vol", role=registry_pb2.ROLE_MEMBER, start_date="2021-06-01", end_date="2021-05-31")))
+        expect(False, "an end date before the start is rejected")
+    except grpc.RpcError as err:
+        code, info, fields = error_details(err)
+        expect(code == grpc.StatusCode.INVALID_ARGUMENT, f"code {code}")
+        expect(fields == ["membership.end_date"], f"fields {fields}")
+    try:
+        stub.GetAgency(registry_pb2.GetAgencyRequest(name="agencies/nobody"))
+        expect(False, "an unknown agency is NOT_FOUND")
+    except grpc.RpcError as err:
+        code, info, _ = error_details(err)
+        expect(code == grpc.StatusCode.NOT_FOUND and info.reason == "UNKNOWN_AGENCY", f"{code} {info.reason}")
+
+
+def scenario_reflection(channel):
+    """Python's reflection client speaks v1alpha only."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    services = sorted(s.name for s in next(responses).list_services_response.service)
+    for wanted in ("partnership.v1.RegistryService", "partnership.v1.SubmissionService",
+                   "partnership.v1.ReportService", "grpc.health.v1.Health"):
+        expect(wanted in services, f"{wanted} listed by reflection: {services}")
+
+
+SCENARIOS = {"registry": scenario_registry, "reflection": scenario_reflection}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--proto-dir", required=True)
+    parser.add_argument("scenarios", nargs="+", choices=sorted(SCENARIOS))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as out_dir:
+        generate(args.proto_dir, out_dir)
+        with grpc.insecure_channel(args.target) as channel:
+            grpc.channel_ready_future(channel).result(timeout=10)
+            for name in args.scenarios:
+                SCENARIOS[name](channel)
+                print(f"scenario {name}: ok")
+
+
+if __name__ == "__main__":
+    main()
