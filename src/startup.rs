@@ -84,7 +84,9 @@ impl Application {
             .context("building the reflection service (v1alpha)")?;
 
         let registry = RegistryServiceServer::new(RegistryApi::new(store.clone()));
-        let submission = SubmissionServiceServer::new(SubmissionApi::new(store.clone()))
+        // Streams watch this to stop taking batches when shutdown begins.
+        let (draining_tx, draining) = tokio::sync::watch::channel(false);
+        let submission = SubmissionServiceServer::new(SubmissionApi::new(store.clone(), draining))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let reports = ReportServiceServer::new(ReportApi::new(store.clone()));
 
@@ -124,6 +126,7 @@ impl Application {
 
         info!(grace_secs = shutdown_grace.as_secs_f64(), "shutting down: draining in-flight calls");
         set_health(&health, ServingStatus::NotServing).await;
+        let _ = draining_tx.send(true);
         let _ = stop_tx.send(());
         match tokio::time::timeout(shutdown_grace, &mut server).await {
             Ok(Ok(Ok(()))) => info!("all calls finished"),

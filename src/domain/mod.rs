@@ -1,11 +1,14 @@
 //! Pure domain types: no I/O, no protobuf, no SQL. Values of these types are valid by
 //! construction ("parse, don't validate").
 
+pub mod check;
 pub mod date;
 pub mod id;
 pub mod idempotency;
 pub mod period;
+pub mod records;
 pub mod registry;
+pub mod submission;
 
 pub use date::Date;
 pub use id::Id;

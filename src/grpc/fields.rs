@@ -96,6 +96,11 @@ impl Fields {
         }
     }
 
+    /// The INVALID_ARGUMENT error of a request whose parsing found violations.
+    pub fn into_error(self, reason: &'static str) -> Error {
+        Error::invalid(reason, self.violations)
+    }
+
     /// INVALID_ARGUMENT with every violation collected so far, if any.
     pub fn finish(self, reason: &'static str) -> Result<()> {
         if self.violations.is_empty() { Ok(()) } else { Err(Error::invalid(reason, self.violations)) }

@@ -6,6 +6,7 @@ pub mod errors;
 pub mod fields;
 pub mod layers;
 pub mod pagination;
+pub mod records;
 pub mod registry;
 pub mod reports;
 pub mod submission;

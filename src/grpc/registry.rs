@@ -164,7 +164,7 @@ impl RegistryService for RegistryApi {
         let request_id = f.request_id("request_id", &req.request_id);
         let (Some(id), Some(display_name), Some(sector), true) = (id, display_name, sector, f.is_clean())
         else {
-            return Err(invalid(f).into());
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
         let new = NewAgency { id, display_name, sector };
         let idem = idempotency(request_id, "CreateAgency", &new)?;
@@ -179,7 +179,7 @@ impl RegistryService for RegistryApi {
     ) -> Result<Response<pb::Agency>, Status> {
         let mut f = Fields::new();
         let (Some(id), true) = (f.name("name", &request.get_ref().name, "agencies"), f.is_clean()) else {
-            return Err(invalid(f).into());
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
         match self.store.get_agency(&id).await? {
             Some(a) => Ok(Response::new(agency_to_pb(a))),
@@ -219,7 +219,7 @@ impl RegistryService for RegistryApi {
         let request_id = f.request_id("request_id", &req.request_id);
         let (Some(id), Some(display_name), Some(purpose), true) = (id, display_name, purpose, f.is_clean())
         else {
-            return Err(invalid(f).into());
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
         let new = NewPartnership { id, display_name, purpose };
         let idem = idempotency(request_id, "CreatePartnership", &new)?;
@@ -234,7 +234,7 @@ impl RegistryService for RegistryApi {
     ) -> Result<Response<pb::Partnership>, Status> {
         let mut f = Fields::new();
         let (Some(id), true) = (f.name("name", &request.get_ref().name, "partnerships"), f.is_clean()) else {
-            return Err(invalid(f).into());
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
         match self.store.get_partnership(&id).await? {
             Some(p) => Ok(Response::new(partnership_to_pb(p))),
@@ -279,7 +279,7 @@ impl RegistryService for RegistryApi {
         };
         let (Some(partnership), Some(agency), Some(terms), true) = (partnership, agency, terms, f.is_clean())
         else {
-            return Err(invalid(f).into());
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
         // Both references are checked before writing so the caller learns of each
         // unknown one; neither can disappear afterwards, as nothing is ever deleted.
@@ -360,7 +360,7 @@ impl RegistryService for RegistryApi {
             f.fail("update_mask", "names no field to change");
         }
         let (Some((partnership, agency)), true) = (ids, f.is_clean()) else {
-            return Err(invalid(f).into());
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
         let updated = self
             .store
@@ -379,7 +379,7 @@ impl RegistryService for RegistryApi {
         let mut f = Fields::new();
         let partnership = f.name("parent", &req.parent, "partnerships");
         let (Some(partnership), true) = (partnership, f.is_clean()) else {
-            return Err(invalid(f).into());
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
         let page = Page::parse(
             req.page_size,
@@ -395,13 +395,4 @@ impl RegistryService for RegistryApi {
             next_page_token,
         }))
     }
-}
-
-/// The INVALID_ARGUMENT error of a request whose parsing found violations.
-fn invalid(f: Fields) -> Error {
-    f.finish(reason::INVALID_REQUEST)
-        .err()
-        // A field that parsed to nothing always records a violation; this fallback only
-        // keeps the function total.
-        .unwrap_or_else(|| Error::internal(anyhow::anyhow!("request rejected without a violation")))
 }

@@ -1,64 +1,277 @@
-//! SubmissionService. Not implemented yet: every method returns UNIMPLEMENTED with an
-//! `ErrorInfo` (reason `NOT_IMPLEMENTED`) until the submission issue lands.
+//! SubmissionService: batches of records, unary and streamed, and reading them back.
 
 use std::{pin::Pin, sync::Arc};
 
 use futures::Stream;
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, debug, instrument, warn};
 
+use super::{
+    errors::to_rpc_status,
+    fields::{Fields, timestamp},
+    pagination::{Page, REGISTRY_PAGES},
+    records::{input_from_pb, record_kind_filter, record_to_pb},
+};
 use crate::{
-    error::Error,
+    domain::{
+        Idempotency,
+        check::{References, check_batch_size, check_records},
+        records::RecordKey,
+        submission::{RecordFilter, SubmitOutcome},
+    },
+    error::{Code, Error, FieldViolation, Result, reason},
     pb::{self, submission_service_server::SubmissionService},
     storage::Store,
 };
 
+/// The idempotency method name of a batch, whether it came unary or streamed: the same
+/// batch under the same request id is the same request either way.
+const SUBMIT_METHOD: &str = "SubmitRecords";
+
+/// Acknowledgements a stream may have computed but the client not yet read; beyond
+/// this the server stops reading batches, so memory stays bounded.
+const ACK_BUFFER: usize = 4;
+
 #[derive(Debug, Clone)]
 pub struct SubmissionApi {
-    #[allow(dead_code)]
     store: Arc<dyn Store>,
+    /// Turns true when the server begins to shut down.
+    draining: watch::Receiver<bool>,
 }
 
 impl SubmissionApi {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        SubmissionApi { store }
+    pub fn new(store: Arc<dyn Store>, draining: watch::Receiver<bool>) -> Self {
+        SubmissionApi { store, draining }
+    }
+
+    /// Checks and stores one batch: the one path for unary and streamed batches.
+    async fn submit_batch(&self, request_id: &str, records: Vec<pb::Record>) -> Result<SubmitOutcome> {
+        let mut f = Fields::new();
+        let request_id = f.request_id("request_id", request_id);
+        if let Some(v) = check_batch_size(records.len()) {
+            f.violations.push(v);
+        }
+        f.finish(reason::INVALID_RECORDS)?;
+
+        let idem = request_id.map(|id| {
+            // The fingerprint is over the records' canonical protobuf encoding, so an
+            // identical retry matches however the client's encoder ordered the bytes.
+            let mut content = Vec::with_capacity(records.iter().map(Message::encoded_len).sum::<usize>() + 8);
+            for r in &records {
+                // Encoding into a Vec cannot run out of room, the only way it can fail.
+                let _ = r.encode_length_delimited(&mut content);
+            }
+            Idempotency::new(id, SUBMIT_METHOD, &content)
+        });
+        if let Some(idem) = &idem
+            && let Some(done) = self.store.replay_submission(idem).await?
+        {
+            debug!("replayed a stored batch outcome");
+            return Ok(done);
+        }
+
+        let inputs: Vec<_> = records.into_iter().map(input_from_pb).collect();
+        let known = self.store.known_ids(&References::of(&inputs)).await?;
+        let checked = check_records(inputs, &known);
+        if let Some(rejection) = checked.early_rejection() {
+            return Err(rejection);
+        }
+        self.store.submit_records(checked, idem).await
     }
 }
 
-fn unimplemented(method: &str) -> Status {
-    Error::unimplemented(format!("{method} is not implemented yet")).into()
+/// Completes once the server has begun to shut down.
+async fn shutdown_begun(draining: &mut watch::Receiver<bool>) {
+    if draining.wait_for(|d| *d).await.is_err() {
+        // The sender lives as long as the server; without it nothing will drain.
+        std::future::pending::<()>().await;
+    }
+}
+
+fn outcome_to_pb(o: SubmitOutcome) -> pb::SubmitRecordsResponse {
+    pb::SubmitRecordsResponse {
+        record_count: o.record_count,
+        inserted_count: o.inserted,
+        replaced_count: o.replaced,
+        commit_time: Some(timestamp(o.commit_time)),
+    }
 }
 
 type IngestStream = Pin<Box<dyn Stream<Item = Result<pb::IngestRecordsResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl SubmissionService for SubmissionApi {
+    #[instrument(skip_all, fields(records = request.get_ref().records.len()))]
     async fn submit_records(
         &self,
-        _request: Request<pb::SubmitRecordsRequest>,
+        request: Request<pb::SubmitRecordsRequest>,
     ) -> Result<Response<pb::SubmitRecordsResponse>, Status> {
-        Err(unimplemented("SubmitRecords"))
+        let req = request.into_inner();
+        let outcome = self.submit_batch(&req.request_id, req.records).await?;
+        Ok(Response::new(outcome_to_pb(outcome)))
     }
 
     type IngestRecordsStream = IngestStream;
 
     async fn ingest_records(
         &self,
-        _request: Request<Streaming<pb::IngestRecordsRequest>>,
+        request: Request<Streaming<pb::IngestRecordsRequest>>,
     ) -> Result<Response<Self::IngestRecordsStream>, Status> {
-        Err(unimplemented("IngestRecords"))
+        let mut inbound = request.into_inner();
+        let (acks, rx) = mpsc::channel(ACK_BUFFER);
+        let api = self.clone();
+        let mut draining = self.draining.clone();
+        // Batches are handled one after another, each acknowledged only after it
+        // committed, so acknowledgements come in order and one batch is in memory.
+        tokio::spawn(
+            async move {
+                let mut batch_index: i64 = 0;
+                loop {
+                    let next = tokio::select! {
+                        biased;
+                        () = shutdown_begun(&mut draining) => {
+                            let _ = acks
+                                .send(Err(Error::unavailable(format!(
+                                    "the server is shutting down; batches before index {batch_index} are durable, \
+                                     resend from there"
+                                ))
+                                .into()))
+                                .await;
+                            break;
+                        }
+                        next = inbound.message() => next,
+                    };
+                    let batch = match next {
+                        Ok(Some(batch)) => batch,
+                        Ok(None) => break,
+                        Err(status) => {
+                            debug!(%status, "ingest stream broke off");
+                            break;
+                        }
+                    };
+                    let request_id = batch.request_id.clone();
+                    let result = match api.submit_batch(&batch.request_id, batch.records).await {
+                        Ok(outcome) => pb::ingest_records_response::Result::Accepted(outcome_to_pb(outcome)),
+                        // A fault of the server, not of the batch: end the stream with
+                        // it; the acknowledgements so far say what is durable.
+                        Err(e) if matches!(e.code, Code::Internal | Code::Unavailable) => {
+                            warn!(batch_index, "ending an ingest stream on a server error");
+                            let _ = acks.send(Err(e.into())).await;
+                            break;
+                        }
+                        Err(e) => pb::ingest_records_response::Result::Rejected(to_rpc_status(e)),
+                    };
+                    let ack = pb::IngestRecordsResponse { batch_index, request_id, result: Some(result) };
+                    if acks.send(Ok(ack)).await.is_err() {
+                        debug!("ingest client went away");
+                        break;
+                    }
+                    batch_index += 1;
+                }
+            }
+            .in_current_span(),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    #[instrument(skip_all)]
     async fn list_records(
         &self,
-        _request: Request<pb::ListRecordsRequest>,
+        request: Request<pb::ListRecordsRequest>,
     ) -> Result<Response<pb::ListRecordsResponse>, Status> {
-        Err(unimplemented("ListRecords"))
+        let req = request.into_inner();
+        let mut f = Fields::new();
+        let optional_id = |f: &mut Fields, path: &str, s: &str| {
+            if s.is_empty() { Some(None) } else { f.id(path, s).map(Some) }
+        };
+        let partnership = optional_id(&mut f, "partnership", &req.partnership);
+        let agency = optional_id(&mut f, "agency", &req.agency);
+        let kind = record_kind_filter(req.kind);
+        if kind.is_none() {
+            f.fail("kind", "must be a known RecordKind");
+        }
+        let start = if req.start_period.is_empty() {
+            Some(None)
+        } else {
+            f.period("start_period", &req.start_period).map(Some)
+        };
+        let end = if req.end_period.is_empty() {
+            Some(None)
+        } else {
+            f.period("end_period", &req.end_period).map(Some)
+        };
+        if let (Some(Some(s)), Some(Some(e))) = (start, end)
+            && e.end() < s.start()
+        {
+            f.fail("end_period", "must not end before start_period starts");
+        }
+        let (Some(partnership), Some(agency), Some(kind), Some(start), Some(end), true) =
+            (partnership, agency, kind, start, end, f.is_clean())
+        else {
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
+        };
+        let filter = RecordFilter {
+            partnership,
+            kind,
+            agency,
+            from: start.map(|p| p.start()),
+            to: end.map(|p| p.end()),
+        };
+        let fingerprint = format!(
+            "records:{}:{}:{}:{}:{}",
+            req.partnership, req.kind, req.agency, req.start_period, req.end_period
+        );
+        let page = Page::parse(req.page_size, &req.page_token, REGISTRY_PAGES, fingerprint)?;
+        let mut records = self.store.list_records(&filter, page.fetch()).await?;
+        let next_page_token = page.finish(&mut records, |r| r.key.to_string());
+        Ok(Response::new(pb::ListRecordsResponse {
+            records: records
+                .into_iter()
+                .map(|r| pb::StoredRecord {
+                    key: r.key.to_string(),
+                    record: Some(record_to_pb(&r.record)),
+                    revision: r.revision,
+                    update_time: Some(timestamp(r.update_time)),
+                })
+                .collect(),
+            next_page_token,
+        }))
     }
 
+    #[instrument(skip_all)]
     async fn list_record_revisions(
         &self,
-        _request: Request<pb::ListRecordRevisionsRequest>,
+        request: Request<pb::ListRecordRevisionsRequest>,
     ) -> Result<Response<pb::ListRecordRevisionsResponse>, Status> {
-        Err(unimplemented("ListRecordRevisions"))
+        let req = request.into_inner();
+        let key = RecordKey::parse(&req.key).map_err(|why| {
+            Error::invalid(reason::INVALID_REQUEST, vec![FieldViolation::invalid("key", why)])
+        })?;
+        let page = Page::parse(req.page_size, &req.page_token, REGISTRY_PAGES, format!("revisions:{key}"))?;
+        let mut revisions = self.store.list_record_revisions(&key, page.fetch()).await?;
+        if revisions.is_empty() && page.after.is_none() {
+            return Err(Error::not_found(reason::UNKNOWN_RECORD, format!("no record has the key {key}"))
+                .with_metadata("key", key.to_string())
+                .into());
+        }
+        let next_page_token = page.finish(&mut revisions, |r| r.revision.to_string());
+        Ok(Response::new(pb::ListRecordRevisionsResponse {
+            revisions: revisions
+                .into_iter()
+                .map(|r| pb::RecordRevision {
+                    key: r.key.to_string(),
+                    revision: r.revision,
+                    content: Some(record_to_pb(&r.record)),
+                    previous_content: r.previous.as_ref().map(record_to_pb),
+                    submitting_agency: r.submitting_agency.to_string(),
+                    request_id: r.request_id.unwrap_or_default(),
+                    commit_time: Some(timestamp(r.commit_time)),
+                })
+                .collect(),
+            next_page_token,
+        }))
     }
 }

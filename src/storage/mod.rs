@@ -1,20 +1,28 @@
 //! Storage: one interface, [`Store`], over domain types, with an implementation per
 //! backend. Nothing above this module sees SQL; nothing in it sees protobuf.
 
-use std::{fmt, sync::Arc};
+use std::{
+    collections::HashSet,
+    fmt,
+    sync::{Arc, RwLock},
+};
 
 use async_trait::async_trait;
 
 use crate::{
     domain::{
         Id, Idempotency,
+        check::{CheckedBatch, Known, References},
+        records::RecordKey,
         registry::{
             Agency, Membership, MembershipPatch, NewAgency, NewMembership, NewPartnership, Partnership,
         },
+        submission::{RecordFilter, RecordRevision, StoredRecord, SubmitOutcome},
     },
     error::{Error, Result},
 };
 
+mod batch;
 pub mod sqlite;
 
 /// A page of a list, in ascending key order: keys strictly after `after`, at most
@@ -67,6 +75,24 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Membership>;
     async fn list_memberships(&self, partnership: &Id, page: PageRequest) -> Result<Vec<Membership>>;
 
+    /// Which of the named agencies and partnerships are registered.
+    async fn known_ids(&self, refs: &References) -> Result<Known>;
+
+    /// The stored outcome of an earlier batch with this request id, if any;
+    /// REQUEST_ID_REUSED when that id was used for a different request.
+    async fn replay_submission(&self, idem: &Idempotency) -> Result<Option<SubmitOutcome>>;
+
+    /// Makes the batch's precondition checks against the stored records and, if every
+    /// record passed, stores the batch in one transaction (records, audit trail,
+    /// request id); otherwise returns the rejection and stores nothing.
+    async fn submit_records(&self, batch: CheckedBatch, idem: Option<Idempotency>) -> Result<SubmitOutcome>;
+
+    /// Current records matching the filter, in ascending key order.
+    async fn list_records(&self, filter: &RecordFilter, page: PageRequest) -> Result<Vec<StoredRecord>>;
+
+    /// A record's revisions after `page.after` (a revision number), oldest first.
+    async fn list_record_revisions(&self, key: &RecordKey, page: PageRequest) -> Result<Vec<RecordRevision>>;
+
     /// Forgets request ids older than the retention; returns how many were removed.
     async fn purge_request_log(&self, older_than: crate::domain::Timestamp) -> Result<u64>;
 
@@ -104,6 +130,53 @@ impl Backend {
             anyhow::bail!("unsupported database URL scheme in {url:?}: use sqlite:// or postgres://");
         }
         Ok(Backend::Sqlite(path.to_string()))
+    }
+}
+
+/// Registered ids seen before. Agencies and partnerships are never deleted, so a
+/// positive answer never goes stale, on one server or many.
+#[derive(Debug, Default)]
+pub(crate) struct KnownIdCache {
+    agencies: RwLock<HashSet<Id>>,
+    partnerships: RwLock<HashSet<Id>>,
+}
+
+impl KnownIdCache {
+    /// The cached part of the answer, and the well-formed ids still to look up.
+    pub fn split(&self, refs: &References) -> (Known, Vec<Id>, Vec<Id>) {
+        let mut known = Known::default();
+        let split = |names: &std::collections::BTreeSet<String>,
+                     cache: &RwLock<HashSet<Id>>,
+                     hits: &mut HashSet<Id>| {
+            let cache = cache.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut misses = Vec::new();
+            for id in names.iter().filter_map(|s| Id::parse(s).ok()) {
+                if cache.contains(&id) {
+                    hits.insert(id);
+                } else {
+                    misses.push(id);
+                }
+            }
+            misses
+        };
+        let agencies = split(&refs.agencies, &self.agencies, &mut known.agencies);
+        let partnerships = split(&refs.partnerships, &self.partnerships, &mut known.partnerships);
+        (known, agencies, partnerships)
+    }
+
+    /// Records ids found in the database, in the cache and in the answer.
+    pub fn learn(&self, known: &mut Known, agencies: Vec<Id>, partnerships: Vec<Id>) {
+        let mut cache = self.agencies.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for id in agencies {
+            cache.insert(id.clone());
+            known.agencies.insert(id);
+        }
+        drop(cache);
+        let mut cache = self.partnerships.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for id in partnerships {
+            cache.insert(id.clone());
+            known.partnerships.insert(id);
+        }
     }
 }
 

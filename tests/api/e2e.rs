@@ -166,13 +166,13 @@ fn buf_curl_creates_and_lists_through_reflection() {
 }
 
 #[test]
-fn python_grpcio_client_drives_the_registry() {
+fn python_grpcio_client_drives_the_registry_and_submissions() {
     let Some(python) = tool("PM_TEST_PYTHON") else { return };
     let server = Server::start();
     let out = Command::new(python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/client.py"))
         .args(["--target", &server.addr, "--proto-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/proto")])
-        .args(["reflection", "registry"])
+        .args(["reflection", "registry", "records"])
         .output()
         .expect("run the Python client");
     assert!(

@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use partnership_metrics::{
     configuration::Settings,
-    pb::{self, registry_service_client::RegistryServiceClient},
+    pb::{
+        self, registry_service_client::RegistryServiceClient,
+        submission_service_client::SubmissionServiceClient,
+    },
     startup::Application,
 };
 use sqlx::Row;
@@ -63,6 +66,12 @@ pub async fn spawn_app_with_grace(shutdown_grace: Duration) -> TestApp {
 impl TestApp {
     pub fn registry(&self) -> RegistryServiceClient<Channel> {
         RegistryServiceClient::new(self.channel.clone())
+    }
+
+    pub fn submission(&self) -> SubmissionServiceClient<Channel> {
+        SubmissionServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
     }
 
     /// Signals shutdown and waits for the server to stop.

@@ -1,8 +1,10 @@
 //! API integration tests: one binary, one module per service.
 
+mod fixtures;
 mod helpers;
 
 mod e2e;
 mod health;
 mod reflection;
 mod registry;
+mod submission;

@@ -127,7 +127,96 @@ def scenario_reflection(channel):
         expect(wanted in services, f"{wanted} listed by reflection: {services}")
 
 
-SCENARIOS = {"registry": scenario_registry, "reflection": scenario_reflection}
+def nine_records(records_pb2, suffix):
+    """One valid record of each kind for partnership py-part (lead py-nhs, member py-la)."""
+    R = records_pb2
+    return [
+        R.Record(workforce_return=R.WorkforceReturn(
+            partnership="py-part", agency="py-nhs", period="2026Q3", headcount_start=100, headcount_end=110,
+            joiners=15, leavers=5, permanent=90, fixed_term=15, agency_staff=5,
+            staff_over_one_year_service=80, headcount_one_year_ago=100)),
+        R.Record(service_contract=R.ServiceContract(
+            partnership="py-part", contract_id=f"c-{suffix}", service_name="Home care", commissioner="py-nhs",
+            provider="py-vol", delivery=R.DELIVERY_OUTSOURCED, annual_value_pence=1_200_000,
+            start_date="2026-01-01", end_date="2027-12-31")),
+        R.Record(team_composition=R.TeamComposition(
+            partnership="py-part", team_id=f"team-{suffix}", period="202609", reporting_agency="py-nhs",
+            entries=[R.TeamEntry(employer="py-nhs", employment=R.EMPLOYMENT_PERMANENT, headcount=6),
+                     R.TeamEntry(employer="py-vol", employment=R.EMPLOYMENT_AGENCY_STAFF, headcount=2)])),
+        R.Record(survey_response=R.SurveyResponse(
+            partnership="py-part", period="202607", response_id=f"r-{suffix}", respondent_agency="py-la",
+            shared_vision=4, morale=3)),
+        R.Record(relationship_rating=R.RelationshipRating(
+            partnership="py-part", period="2026Q3", rater="py-nhs", ratee="py-la", reliability=4,
+            mission_support=4, openness=3, power_influence=3, involvement=2, resource_contribution=3)),
+        R.Record(principles_adoption=R.PrinciplesAdoption(
+            partnership="py-part", version=1, title="Principles", adoption_date="2025-01-10",
+            reporting_agency="py-nhs")),
+        R.Record(principles_endorsement=R.PrinciplesEndorsement(
+            partnership="py-part", version=1, agency="py-la", endorsement_date="2025-02-01")),
+        R.Record(restructuring_event=R.RestructuringEvent(
+            agency="py-la", event_id=f"ev-{suffix}", date="2025-11-15", kind=R.RESTRUCTURING_KIND_MERGER,
+            staff_affected=12)),
+        R.Record(budget_contribution=R.BudgetContribution(
+            partnership="py-part", agency="py-la", period="2026Q3", pooled_pence=300_000, aligned_pence=100_000)),
+    ]
+
+
+def scenario_records(channel):
+    """All nine kinds by unary batch and by stream; a bad batch; the audit trail."""
+    records_pb2 = importlib.import_module("partnership.v1.records_pb2")
+    submission_pb2 = importlib.import_module("partnership.v1.submission_pb2")
+    submission_grpc = importlib.import_module("partnership.v1.submission_pb2_grpc")
+    stub = submission_grpc.SubmissionServiceStub(channel)
+
+    first = stub.SubmitRecords(submission_pb2.SubmitRecordsRequest(
+        request_id="py-unary-1", records=nine_records(records_pb2, "u")))
+    expect((first.record_count, first.inserted_count, first.replaced_count) == (9, 9, 0), f"unary counts {first}")
+    again = stub.SubmitRecords(submission_pb2.SubmitRecordsRequest(
+        request_id="py-unary-1", records=nine_records(records_pb2, "u")))
+    expect(again == first, "a retried batch gets the stored response")
+
+    bad = nine_records(records_pb2, "x")
+    bad[4].relationship_rating.ratee = "py-nhs"
+    try:
+        stub.SubmitRecords(submission_pb2.SubmitRecordsRequest(records=bad))
+        expect(False, "a rater rating itself is rejected")
+    except grpc.RpcError as err:
+        code, info, fields = error_details(err)
+        expect(code == grpc.StatusCode.INVALID_ARGUMENT and info.reason == "INVALID_RECORDS", f"{code} {info}")
+        expect(fields == ["records[4].relationship_rating.ratee"], f"fields {fields}")
+        expect(info.metadata["omitted_violations"] == "0", f"metadata {info.metadata}")
+
+    def batches():
+        yield submission_pb2.IngestRecordsRequest(request_id="py-s-0", records=nine_records(records_pb2, "s0"))
+        broken = nine_records(records_pb2, "s1")
+        broken[0].workforce_return.period = "2026Q5"
+        yield submission_pb2.IngestRecordsRequest(request_id="py-s-1", records=broken)
+        yield submission_pb2.IngestRecordsRequest(request_id="py-s-2", records=nine_records(records_pb2, "s2"))
+
+    acks = list(stub.IngestRecords(batches()))
+    expect([a.batch_index for a in acks] == [0, 1, 2], f"acknowledgements in order: {acks}")
+    expect(acks[0].WhichOneof("result") == "accepted" and acks[2].WhichOneof("result") == "accepted", "good batches")
+    expect(acks[1].WhichOneof("result") == "rejected", "the bad batch is rejected")
+    expect(acks[1].rejected.code == grpc.StatusCode.INVALID_ARGUMENT.value[0], f"rejected code {acks[1].rejected}")
+    bad_request = error_details_pb2.BadRequest()
+    for detail in acks[1].rejected.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            detail.Unpack(bad_request)
+    expect([v.field for v in bad_request.field_violations] == ["records[0].workforce_return.period"],
+           f"rejected fields {bad_request}")
+
+    kinds = stub.ListRecords(submission_pb2.ListRecordsRequest(partnership="py-part", page_size=1000))
+    by_kind = sorted({r.record.WhichOneof("kind") for r in kinds.records})
+    expect(len(by_kind) == 8, f"eight partnership kinds stored: {by_kind}")
+    history = stub.ListRecordRevisions(submission_pb2.ListRecordRevisionsRequest(
+        key="workforce_return/py-part/py-nhs/2026Q3"))
+    # Written by the unary batch and by the two good streamed batches.
+    expect([r.revision for r in history.revisions] == [1, 2, 3], f"revisions {history}")
+    expect(history.revisions[1].previous_content == history.revisions[0].content, "previous content")
+
+
+SCENARIOS = {"registry": scenario_registry, "reflection": scenario_reflection, "records": scenario_records}
 
 
 def main():

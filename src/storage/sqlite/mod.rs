@@ -15,10 +15,17 @@ use sqlx::{
 };
 use tracing::info;
 
-use super::{PageRequest, Store, conflict_or_internal};
+mod records;
+
+use std::sync::Arc;
+
+use super::{KnownIdCache, PageRequest, Store, conflict_or_internal};
 use crate::{
+    domain::submission::{RecordFilter, RecordRevision, StoredRecord, SubmitOutcome},
     domain::{
         Date, Id, Idempotency, Timestamp,
+        check::{CheckedBatch, Known, References},
+        records::RecordKey,
         registry::{
             Agency, Membership, MembershipPatch, MembershipTerms, NewAgency, NewMembership, NewPartnership,
             Partnership, Role, Sector,
@@ -30,6 +37,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    known: Arc<KnownIdCache>,
 }
 
 /// How long a writer waits for another writer's lock before giving up.
@@ -61,7 +69,7 @@ impl SqliteStore {
             .await
             .map_err(|e| anyhow::anyhow!("migrating SQLite database {path:?}: {e}"))?;
         info!(path, "SQLite database open and migrated");
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, known: Arc::default() })
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
@@ -392,6 +400,26 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(membership_row).collect()
+    }
+
+    async fn known_ids(&self, refs: &References) -> Result<Known> {
+        self.known_ids_impl(refs).await
+    }
+
+    async fn replay_submission(&self, idem: &Idempotency) -> Result<Option<SubmitOutcome>> {
+        self.replay_submission_impl(idem).await
+    }
+
+    async fn submit_records(&self, batch: CheckedBatch, idem: Option<Idempotency>) -> Result<SubmitOutcome> {
+        self.submit_records_impl(batch, idem).await
+    }
+
+    async fn list_records(&self, filter: &RecordFilter, page: PageRequest) -> Result<Vec<StoredRecord>> {
+        self.list_records_impl(filter, page).await
+    }
+
+    async fn list_record_revisions(&self, key: &RecordKey, page: PageRequest) -> Result<Vec<RecordRevision>> {
+        self.list_record_revisions_impl(key, page).await
     }
 
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {

@@ -1,0 +1,69 @@
+//! What a submission returns, and records as read back.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Date, Id, Timestamp,
+    records::{Record, RecordKey, RecordKind},
+};
+
+/// The answer to an accepted batch; stored with its request id so that a retry gets
+/// the same answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitOutcome {
+    pub record_count: i64,
+    pub inserted: i64,
+    pub replaced: i64,
+    pub commit_time: Timestamp,
+}
+
+/// The current version of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub key: RecordKey,
+    pub record: Record,
+    pub revision: i64,
+    pub update_time: Timestamp,
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRevision {
+    pub key: RecordKey,
+    pub revision: i64,
+    pub record: Record,
+    pub previous: Option<Record>,
+    pub submitting_agency: Id,
+    pub request_id: Option<String>,
+    pub commit_time: Timestamp,
+}
+
+/// Filters of a record listing; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordFilter {
+    pub partnership: Option<Id>,
+    pub kind: Option<RecordKind>,
+    pub agency: Option<Id>,
+    /// Records falling in `from..=to`: a period inside, a contract overlapping, a
+    /// date inside.
+    pub from: Option<Date>,
+    pub to: Option<Date>,
+}
+
+impl RecordFilter {
+    /// Whether a record matches; storage filters in SQL and tests compare with this.
+    pub fn matches(&self, record: &Record) -> bool {
+        let (start, end) = record.span();
+        let from = self.from.unwrap_or(Date::MIN);
+        let to = self.to.unwrap_or(Date::MAX);
+        let in_range = if record.kind() == RecordKind::ServiceContract {
+            start <= to && end >= from
+        } else {
+            start >= from && end <= to
+        };
+        in_range
+            && self.partnership.as_ref().is_none_or(|p| record.partnership() == Some(p))
+            && self.kind.is_none_or(|k| record.kind() == k)
+            && self.agency.as_ref().is_none_or(|a| record.reporting_agency() == a)
+    }
+}

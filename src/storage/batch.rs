@@ -1,0 +1,135 @@
+//! Backend-independent preparation of an accepted batch for writing: one row per
+//! distinct natural key (the last record with the key wins), and the revisions each
+//! record of the batch adds to the audit trail.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::{
+    domain::{Id, records::Record, submission::SubmitOutcome},
+    error::{Error, Result},
+};
+
+/// The write of one natural key: its final content and how many records of the
+/// batch wrote it.
+#[derive(Debug)]
+pub(crate) struct KeyWrite {
+    pub key: String,
+    pub kind: i16,
+    pub partnership: Option<String>,
+    pub reporting_agency: String,
+    pub period: Option<String>,
+    pub span_start: String,
+    pub span_end: String,
+    pub payload: String,
+    /// Revisions this batch adds to the key.
+    pub writes: i64,
+    /// Every version written, in batch order: (reporting agency, payload).
+    versions: Vec<(String, String)>,
+}
+
+/// One row of the audit trail.
+#[derive(Debug)]
+pub(crate) struct RevisionRow {
+    pub key: String,
+    pub revision: i64,
+    pub reporting_agency: String,
+    pub payload: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct PreparedBatch {
+    pub record_count: i64,
+    /// In ascending key order, so concurrent writers lock keys in one order.
+    pub keys: Vec<KeyWrite>,
+    /// Partnerships whose reports the batch can change.
+    pub partnerships: BTreeSet<String>,
+    /// Agencies with restructuring events in the batch: they change the reports of
+    /// every partnership they belong to.
+    pub event_agencies: BTreeSet<String>,
+}
+
+impl PreparedBatch {
+    pub fn new(records: &[Record]) -> Result<PreparedBatch> {
+        let mut keys: BTreeMap<String, KeyWrite> = BTreeMap::new();
+        let mut partnerships = BTreeSet::new();
+        let mut event_agencies = BTreeSet::new();
+        for record in records {
+            let payload = serde_json::to_string(record)
+                .map_err(|e| Error::internal(anyhow::anyhow!("encoding a record: {e}")))?;
+            let agency = record.reporting_agency().to_string();
+            match record.partnership() {
+                Some(p) => {
+                    partnerships.insert(p.to_string());
+                }
+                None => {
+                    event_agencies.insert(agency.clone());
+                }
+            }
+            let key = record.key().as_str().to_string();
+            let (start, end) = record.span();
+            let write = keys.entry(key.clone()).or_insert_with(|| KeyWrite {
+                key,
+                kind: record.kind().code(),
+                partnership: record.partnership().map(Id::to_string),
+                reporting_agency: String::new(),
+                period: None,
+                span_start: String::new(),
+                span_end: String::new(),
+                payload: String::new(),
+                writes: 0,
+                versions: Vec::new(),
+            });
+            // The last record with a key wins; a natural key fixes kind and
+            // partnership, but the rest may change with each version.
+            write.reporting_agency = agency.clone();
+            write.period = record.period().map(|p| p.to_string());
+            write.span_start = start.to_string();
+            write.span_end = end.to_string();
+            write.payload = payload.clone();
+            write.writes += 1;
+            write.versions.push((agency, payload));
+        }
+        Ok(PreparedBatch {
+            record_count: records.len() as i64,
+            keys: keys.into_values().collect(),
+            partnerships,
+            event_agencies,
+        })
+    }
+
+    /// Given each key's revision after the write, numbers the batch's versions and
+    /// counts inserted and replaced records: a key's first record is an insert when
+    /// the key was new (its revision equals its writes), every other record replaces.
+    pub fn finish(
+        &self,
+        new_revisions: &HashMap<String, i64>,
+        commit_time: crate::domain::Timestamp,
+    ) -> Result<(SubmitOutcome, Vec<RevisionRow>)> {
+        let mut inserted = 0;
+        let mut rows = Vec::with_capacity(self.record_count as usize);
+        for write in &self.keys {
+            let last = *new_revisions
+                .get(&write.key)
+                .ok_or_else(|| Error::internal(anyhow::anyhow!("no revision returned for {}", write.key)))?;
+            let first = last - write.writes + 1;
+            if first == 1 {
+                inserted += 1;
+            }
+            for (offset, (agency, payload)) in write.versions.iter().enumerate() {
+                rows.push(RevisionRow {
+                    key: write.key.clone(),
+                    revision: first + offset as i64,
+                    reporting_agency: agency.clone(),
+                    payload: payload.clone(),
+                });
+            }
+        }
+        let outcome = SubmitOutcome {
+            record_count: self.record_count,
+            inserted,
+            replaced: self.record_count - inserted,
+            commit_time,
+        };
+        Ok((outcome, rows))
+    }
+}
