@@ -35,6 +35,25 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the gRPC server.
     Serve(ServeArgs),
+    /// Load a synthetic data set (agencies, partnerships of different fortunes, eight
+    /// quarters of records) into a running server through its API.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The server to load into.
+    #[arg(long, env = "PM_TARGET", default_value = "http://127.0.0.1:50051")]
+    pub target: String,
+
+    /// Load about this many records (more partnerships) instead of the five-partnership
+    /// demo.
+    #[arg(long)]
+    pub records: Option<usize>,
+
+    /// Records per streamed batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -108,7 +127,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.log_format, LogFormat::Json);
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
         assert_eq!(args.listen.port(), 0);
         assert_eq!(args.database_url, "sqlite://x.db");
     }

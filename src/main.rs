@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use partnership_metrics::{
+    cli,
     configuration::{Cli, Command},
     startup::{Application, shutdown_signal},
     telemetry,
@@ -18,5 +19,6 @@ async fn main() -> anyhow::Result<()> {
             let app = Application::build(args.into()).await?;
             app.run_until(shutdown_signal()).await
         }
+        Command::Demo(args) => cli::demo(args).await,
     }
 }

@@ -1,23 +1,25 @@
 -- Records: the current version of each record under its natural key, and the
 -- append-only history of every accepted write (the audit trail).
+--
+-- A record's content is stored once, in its revision; `records` holds what selects
+-- and orders records (key, partnership, reporting agency, span) and the number of
+-- the current revision. Contents are compact binary (see src/storage/codec.rs).
 
 CREATE TABLE records (
+    id               INTEGER PRIMARY KEY,
     -- Natural key as a path, e.g. 'workforce_return/pa/nhs-a/2026Q3'.
-    key              TEXT    NOT NULL PRIMARY KEY,
+    key              TEXT    NOT NULL UNIQUE,
     kind             INTEGER NOT NULL,
     -- NULL for restructuring events, which belong to an agency only.
     partnership_id   TEXT    REFERENCES partnerships (id),
     reporting_agency TEXT    NOT NULL REFERENCES agencies (id),
-    period           TEXT,
     -- The days the record speaks of: its period, a contract's term, or a date.
     span_start       TEXT    NOT NULL,
     span_end         TEXT    NOT NULL,
-    -- The record as JSON (the domain type's serde form).
-    payload          TEXT    NOT NULL,
+    -- The current revision, whose content is the record.
     revision         INTEGER NOT NULL,
-    update_time      INTEGER NOT NULL,
-    request_id       TEXT
-) WITHOUT ROWID;
+    update_time      INTEGER NOT NULL
+);
 
 -- Reports read one partnership's records whose span reaches into the period.
 CREATE INDEX records_by_partnership ON records (partnership_id, span_end);
@@ -25,12 +27,12 @@ CREATE INDEX records_by_partnership ON records (partnership_id, span_end);
 CREATE INDEX records_by_agency ON records (reporting_agency, kind, span_start);
 
 CREATE TABLE record_revisions (
-    key              TEXT    NOT NULL,
+    record_id        INTEGER NOT NULL REFERENCES records (id),
     revision         INTEGER NOT NULL,
     -- The reporting agency as stated in the record.
     reporting_agency TEXT    NOT NULL,
     request_id       TEXT,
     commit_time      INTEGER NOT NULL,
-    payload          TEXT    NOT NULL,
-    PRIMARY KEY (key, revision)
+    content          BLOB    NOT NULL,
+    PRIMARY KEY (record_id, revision)
 ) WITHOUT ROWID;

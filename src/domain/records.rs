@@ -120,7 +120,6 @@ pub struct WorkforceReturn {
     pub permanent: i64,
     pub fixed_term: i64,
     pub agency_staff: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stability: Option<Stability>,
 }
 
@@ -156,15 +155,10 @@ pub struct TeamComposition {
 /// The survey items, each 1..=5 or absent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SurveyItems {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_vision: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_values: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub morale: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loyalty: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub motivation: Option<u8>,
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::codec;
 use crate::{
     domain::{Id, records::Record, submission::SubmitOutcome},
     error::{Error, Result},
@@ -17,23 +18,21 @@ pub(crate) struct KeyWrite {
     pub kind: i16,
     pub partnership: Option<String>,
     pub reporting_agency: String,
-    pub period: Option<String>,
     pub span_start: String,
     pub span_end: String,
-    pub payload: String,
     /// Revisions this batch adds to the key.
     pub writes: i64,
-    /// Every version written, in batch order: (reporting agency, payload).
-    versions: Vec<(String, String)>,
+    /// Every version written, in batch order: (reporting agency, content).
+    versions: Vec<(String, Vec<u8>)>,
 }
 
 /// One row of the audit trail.
 #[derive(Debug)]
 pub(crate) struct RevisionRow {
-    pub key: String,
+    pub record_id: i64,
     pub revision: i64,
     pub reporting_agency: String,
-    pub payload: String,
+    pub content: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -54,8 +53,7 @@ impl PreparedBatch {
         let mut partnerships = BTreeSet::new();
         let mut event_agencies = BTreeSet::new();
         for record in records {
-            let payload = serde_json::to_string(record)
-                .map_err(|e| Error::internal(anyhow::anyhow!("encoding a record: {e}")))?;
+            let content = codec::encode(record)?;
             let agency = record.reporting_agency().to_string();
             match record.partnership() {
                 Some(p) => {
@@ -72,22 +70,18 @@ impl PreparedBatch {
                 kind: record.kind().code(),
                 partnership: record.partnership().map(Id::to_string),
                 reporting_agency: String::new(),
-                period: None,
                 span_start: String::new(),
                 span_end: String::new(),
-                payload: String::new(),
                 writes: 0,
                 versions: Vec::new(),
             });
             // The last record with a key wins; a natural key fixes kind and
             // partnership, but the rest may change with each version.
             write.reporting_agency = agency.clone();
-            write.period = record.period().map(|p| p.to_string());
             write.span_start = start.to_string();
             write.span_end = end.to_string();
-            write.payload = payload.clone();
             write.writes += 1;
-            write.versions.push((agency, payload));
+            write.versions.push((agency, content));
         }
         Ok(PreparedBatch {
             record_count: records.len() as i64,
@@ -97,30 +91,31 @@ impl PreparedBatch {
         })
     }
 
-    /// Given each key's revision after the write, numbers the batch's versions and
-    /// counts inserted and replaced records: a key's first record is an insert when
-    /// the key was new (its revision equals its writes), every other record replaces.
+    /// Given each key's row id and revision after the write, numbers the batch's
+    /// versions and counts inserted and replaced records: a key's first record is an
+    /// insert when the key was new (its revision equals its writes), every other record
+    /// replaces.
     pub fn finish(
         &self,
-        new_revisions: &HashMap<String, i64>,
+        written: &HashMap<String, (i64, i64)>,
         commit_time: crate::domain::Timestamp,
     ) -> Result<(SubmitOutcome, Vec<RevisionRow>)> {
         let mut inserted = 0;
         let mut rows = Vec::with_capacity(self.record_count as usize);
         for write in &self.keys {
-            let last = *new_revisions
+            let (record_id, last) = *written
                 .get(&write.key)
                 .ok_or_else(|| Error::internal(anyhow::anyhow!("no revision returned for {}", write.key)))?;
             let first = last - write.writes + 1;
             if first == 1 {
                 inserted += 1;
             }
-            for (offset, (agency, payload)) in write.versions.iter().enumerate() {
+            for (offset, (agency, content)) in write.versions.iter().enumerate() {
                 rows.push(RevisionRow {
-                    key: write.key.clone(),
+                    record_id,
                     revision: first + offset as i64,
                     reporting_agency: agency.clone(),
-                    payload: payload.clone(),
+                    content: content.clone(),
                 });
             }
         }

@@ -23,6 +23,7 @@ use crate::{
 };
 
 mod batch;
+mod codec;
 pub mod sqlite;
 
 /// A page of a list, in ascending key order: keys strictly after `after`, at most

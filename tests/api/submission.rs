@@ -927,3 +927,35 @@ async fn a_stream_acknowledges_each_batch_in_order_and_survives_a_bad_one() {
     assert!(!stored.iter().any(|r| r.key.contains("/b7-")));
     assert_ne!(app.snapshot().await, before);
 }
+
+#[tokio::test]
+async fn shutdown_ends_an_open_stream_after_its_batch_and_says_where_to_resume() {
+    let mut app = crate::helpers::spawn_app_with_grace(std::time::Duration::from_secs(30)).await;
+    registry(&app).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut acks = app
+        .submission()
+        .ingest_records(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(pb::IngestRecordsRequest { request_id: "s-0".into(), records: all_nine() }).await.unwrap();
+    let first = acks.next().await.unwrap().unwrap();
+    assert!(matches!(first.result, Some(Ack::Accepted(_))));
+
+    // The client keeps its stream open; shutdown must not wait out the grace period.
+    let stopping = tokio::spawn(async move { app.shutdown().await });
+    let end = tokio::time::timeout(std::time::Duration::from_secs(20), acks.next())
+        .await
+        .expect("the stream ends during shutdown")
+        .expect("an error ends the stream");
+    let status = end.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(status.message().contains("before index 1"), "{}", status.message());
+    tokio::time::timeout(std::time::Duration::from_secs(20), stopping)
+        .await
+        .expect("the server stops before the grace period runs out")
+        .unwrap()
+        .unwrap();
+    drop(tx);
+}

@@ -11,12 +11,12 @@ use crate::{
     domain::{
         Date, Id, Idempotency, Timestamp,
         check::{CheckedBatch, FactQuery, Known, PreconditionFacts, References},
-        records::{Record, RecordKey, RecordKind},
+        records::{RecordKey, RecordKind},
         registry::{MembershipTerms, Role},
         submission::{RecordFilter, RecordRevision, StoredRecord, SubmitOutcome},
     },
     error::Result,
-    storage::{PageRequest, batch::PreparedBatch},
+    storage::{PageRequest, batch::PreparedBatch, codec},
 };
 
 /// Rows per multi-row statement: large enough to amortise the per-statement cost,
@@ -31,10 +31,6 @@ fn values_list(rows: usize, cols: usize) -> String {
 
 fn in_list(n: usize) -> String {
     vec!["?"; n].join(", ")
-}
-
-pub(super) fn decode_record(payload: &str) -> Result<Record> {
-    serde_json::from_str(payload).map_err(|e| corrupt("record payload", &format!("{e}: {payload}")))
 }
 
 impl SqliteStore {
@@ -86,17 +82,16 @@ impl SqliteStore {
         let now = Timestamp::now();
         let request_id = idem.as_ref().map(|i| i.request_id.as_str().to_string());
 
-        let mut new_revisions = HashMap::with_capacity(prepared.keys.len());
+        let mut written = HashMap::with_capacity(prepared.keys.len());
         for chunk in prepared.keys.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO records (key, kind, partnership_id, reporting_agency, period, span_start, span_end, \
-                 payload, revision, update_time, request_id) VALUES {} \
+                "INSERT INTO records (key, kind, partnership_id, reporting_agency, span_start, span_end, \
+                 revision, update_time) VALUES {} \
                  ON CONFLICT (key) DO UPDATE SET reporting_agency = excluded.reporting_agency, \
-                 period = excluded.period, span_start = excluded.span_start, span_end = excluded.span_end, \
-                 payload = excluded.payload, revision = records.revision + excluded.revision, \
-                 update_time = excluded.update_time, request_id = excluded.request_id \
-                 RETURNING key, revision",
-                values_list(chunk.len(), 11)
+                 span_start = excluded.span_start, span_end = excluded.span_end, \
+                 revision = records.revision + excluded.revision, update_time = excluded.update_time \
+                 RETURNING key, id, revision",
+                values_list(chunk.len(), 8)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for w in chunk {
@@ -105,34 +100,34 @@ impl SqliteStore {
                     .bind(w.kind)
                     .bind(&w.partnership)
                     .bind(&w.reporting_agency)
-                    .bind(&w.period)
                     .bind(&w.span_start)
                     .bind(&w.span_end)
-                    .bind(&w.payload)
                     .bind(w.writes)
-                    .bind(now.0)
-                    .bind(&request_id);
+                    .bind(now.0);
             }
             for row in q.fetch_all(&mut *tx).await? {
-                new_revisions.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+                written.insert(
+                    row.try_get::<String, _>(0)?,
+                    (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?),
+                );
             }
         }
-        let (outcome, revisions) = prepared.finish(&new_revisions, now)?;
+        let (outcome, revisions) = prepared.finish(&written, now)?;
         for chunk in revisions.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO record_revisions (key, revision, reporting_agency, request_id, commit_time, payload) \
+                "INSERT INTO record_revisions (record_id, revision, reporting_agency, request_id, commit_time, content) \
                  VALUES {}",
                 values_list(chunk.len(), 6)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {
                 q = q
-                    .bind(&r.key)
+                    .bind(r.record_id)
                     .bind(r.revision)
                     .bind(&r.reporting_agency)
                     .bind(&request_id)
                     .bind(now.0)
-                    .bind(&r.payload);
+                    .bind(&r.content);
             }
             q.execute(&mut *tx).await?;
         }
@@ -149,24 +144,27 @@ impl SqliteStore {
         filter: &RecordFilter,
         page: PageRequest,
     ) -> Result<Vec<StoredRecord>> {
-        let mut sql = String::from("SELECT key, payload, revision, update_time FROM records WHERE key > ?");
+        let mut sql = String::from(
+            "SELECT r.key, v.content, r.revision, r.update_time FROM records r \
+             JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision WHERE r.key > ?",
+        );
         if filter.partnership.is_some() {
-            sql.push_str(" AND partnership_id = ?");
+            sql.push_str(" AND r.partnership_id = ?");
         }
         if filter.kind.is_some() {
-            sql.push_str(" AND kind = ?");
+            sql.push_str(" AND r.kind = ?");
         }
         if filter.agency.is_some() {
-            sql.push_str(" AND reporting_agency = ?");
+            sql.push_str(" AND r.reporting_agency = ?");
         }
         if filter.from.is_some() || filter.to.is_some() {
             // Contracts overlap the range; everything else lies inside it.
             sql.push_str(
-                " AND ((kind = 2 AND span_start <= ? AND span_end >= ?) \
-                 OR (kind <> 2 AND span_start >= ? AND span_end <= ?))",
+                " AND ((r.kind = 2 AND r.span_start <= ? AND r.span_end >= ?) \
+                 OR (r.kind <> 2 AND r.span_start >= ? AND r.span_end <= ?))",
             );
         }
-        sql.push_str(" ORDER BY key LIMIT ?");
+        sql.push_str(" ORDER BY r.key LIMIT ?");
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(page.after.unwrap_or_default());
         if let Some(p) = &filter.partnership {
             q = q.bind(p.as_str());
@@ -185,10 +183,10 @@ impl SqliteStore {
         let rows = q.bind(i64::from(page.limit)).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
-                let payload: String = row.try_get(1)?;
+                let content: Vec<u8> = row.try_get(1)?;
                 Ok(StoredRecord {
                     key: RecordKey::from_stored(row.try_get(0)?),
-                    record: decode_record(&payload)?,
+                    record: codec::decode(&content)?,
                     revision: row.try_get(2)?,
                     update_time: Timestamp(row.try_get(3)?),
                 })
@@ -203,10 +201,10 @@ impl SqliteStore {
     ) -> Result<Vec<RecordRevision>> {
         let after: i64 = page.after.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
         let rows = sqlx::query(
-            "SELECT revision, reporting_agency, request_id, commit_time, payload, previous FROM ( \
-               SELECT revision, reporting_agency, request_id, commit_time, payload, \
-                      LAG(payload) OVER (ORDER BY revision) AS previous \
-               FROM record_revisions WHERE key = ?) \
+            "SELECT revision, reporting_agency, request_id, commit_time, content, previous FROM ( \
+               SELECT revision, reporting_agency, request_id, commit_time, content, \
+                      LAG(content) OVER (ORDER BY revision) AS previous \
+               FROM record_revisions WHERE record_id = (SELECT id FROM records WHERE key = ?)) \
              WHERE revision > ? ORDER BY revision LIMIT ?",
         )
         .bind(key.as_str())
@@ -219,16 +217,16 @@ impl SqliteStore {
 }
 
 fn revision_row(key: &RecordKey, row: &SqliteRow) -> Result<RecordRevision> {
-    let payload: String = row.try_get(4)?;
-    let previous: Option<String> = row.try_get(5)?;
+    let content: Vec<u8> = row.try_get(4)?;
+    let previous: Option<Vec<u8>> = row.try_get(5)?;
     Ok(RecordRevision {
         key: key.clone(),
         revision: row.try_get(0)?,
         submitting_agency: id_col(row, 1)?,
         request_id: row.try_get(2)?,
         commit_time: Timestamp(row.try_get(3)?),
-        record: decode_record(&payload)?,
-        previous: previous.as_deref().map(decode_record).transpose()?,
+        record: codec::decode(&content)?,
+        previous: previous.as_deref().map(codec::decode).transpose()?,
     })
 }
 
