@@ -38,6 +38,35 @@ pub enum Command {
     /// Load a synthetic data set (agencies, partnerships of different fortunes, eight
     /// quarters of records) into a running server through its API.
     Demo(DemoArgs),
+    /// Print a partnership's report for one period from a running server.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// The server to ask.
+    #[arg(long, env = "PM_TARGET", default_value = "http://127.0.0.1:50051")]
+    pub target: String,
+
+    /// Partnership id.
+    #[arg(long)]
+    pub partnership: String,
+
+    /// Period identifier: YYYY, YYYYQn, YYYYMM or YYYYApril.
+    #[arg(long)]
+    pub period: String,
+
+    /// Fewest survey answers shown (default 5).
+    #[arg(long)]
+    pub min_respondents: Option<i32>,
+
+    /// A domain weight, e.g. `--weight D4=2`; repeat for several.
+    #[arg(long)]
+    pub weight: Vec<String>,
+
+    /// Print the report as protobuf JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,6 +6,7 @@ pub mod configuration;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod indicators;
 pub mod pb;
 pub mod startup;
 pub mod storage;

@@ -20,5 +20,6 @@ async fn main() -> anyhow::Result<()> {
             app.run_until(shutdown_signal()).await
         }
         Command::Demo(args) => cli::demo(args).await,
+        Command::Report(args) => cli::report::run(args).await,
     }
 }

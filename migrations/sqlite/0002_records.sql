@@ -21,8 +21,9 @@ CREATE TABLE records (
     update_time      INTEGER NOT NULL
 );
 
--- Reports read one partnership's records whose span reaches into the period.
-CREATE INDEX records_by_partnership ON records (partnership_id, span_end);
+-- Reports read one partnership's records of each kind whose span reaches into the
+-- period (and its adoptions and endorsements of any earlier date).
+CREATE INDEX records_by_partnership ON records (partnership_id, kind, span_end);
 -- Restructuring events by agency and date; record listings by reporting agency.
 CREATE INDEX records_by_agency ON records (reporting_agency, kind, span_start);
 

@@ -1,6 +1,7 @@
 //! Client commands: they talk to a running server over gRPC like any integrator.
 
 pub mod load;
+pub mod report;
 pub mod synth;
 
 use crate::configuration::DemoArgs;

@@ -391,7 +391,14 @@ impl Synth {
                     }
                     push(&mut out, Kind::SurveyResponse(response));
                 }
-                for k in 1..=c.ratings.min(c.members - 1) {
+                // Neighbours on both sides first, so pairs can rate each other.
+                let offsets =
+                    (1..c.members).flat_map(|k| [k, c.members - k]).take(c.ratings.min(c.members - 1));
+                let mut rated = std::collections::BTreeSet::new();
+                for k in offsets {
+                    if !rated.insert(k) {
+                        continue;
+                    }
                     let ratee = members[(m + k) % c.members].clone();
                     let s = |rng: &mut Rng| rng.scale(trust_mean, 4);
                     push(

@@ -67,3 +67,11 @@ impl RecordFilter {
             && self.agency.as_ref().is_none_or(|a| record.reporting_agency() == a)
     }
 }
+
+/// What a report needs from storage: the partnership's memberships and every record
+/// that may count for periods between two dates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReportData {
+    pub memberships: Vec<super::registry::Membership>,
+    pub records: Vec<Record>,
+}

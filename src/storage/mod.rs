@@ -17,7 +17,7 @@ use crate::{
         registry::{
             Agency, Membership, MembershipPatch, NewAgency, NewMembership, NewPartnership, Partnership,
         },
-        submission::{RecordFilter, RecordRevision, StoredRecord, SubmitOutcome},
+        submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
     },
     error::{Error, Result},
 };
@@ -93,6 +93,18 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// A record's revisions after `page.after` (a revision number), oldest first.
     async fn list_record_revisions(&self, key: &RecordKey, page: PageRequest) -> Result<Vec<RecordRevision>>;
+
+    /// Everything a report of `partnership` for periods inside `from..=to` may use:
+    /// its memberships; its records whose span overlaps the range; its adoptions and
+    /// endorsements dated up to `to`; the restructuring events of every agency with a
+    /// membership, dated from 24 months before `from` up to `to`. `None` when the
+    /// partnership does not exist.
+    async fn report_data(
+        &self,
+        partnership: &Id,
+        from: crate::domain::Date,
+        to: crate::domain::Date,
+    ) -> Result<Option<ReportData>>;
 
     /// Forgets request ids older than the retention; returns how many were removed.
     async fn purge_request_log(&self, older_than: crate::domain::Timestamp) -> Result<u64>;

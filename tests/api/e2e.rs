@@ -166,13 +166,13 @@ fn buf_curl_creates_and_lists_through_reflection() {
 }
 
 #[test]
-fn python_grpcio_client_drives_the_registry_and_submissions() {
+fn python_grpcio_client_drives_registry_submissions_and_reports() {
     let Some(python) = tool("PM_TEST_PYTHON") else { return };
     let server = Server::start();
     let out = Command::new(python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/client.py"))
         .args(["--target", &server.addr, "--proto-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/proto")])
-        .args(["reflection", "registry", "records"])
+        .args(["reflection", "registry", "records", "report"])
         .output()
         .expect("run the Python client");
     assert!(
@@ -181,5 +181,49 @@ fn python_grpcio_client_drives_the_registry_and_submissions() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn demo_then_report_from_the_command_line() {
+    let server = Server::start();
+    let target = format!("http://{}", server.addr);
+    let bin = env!("CARGO_BIN_EXE_partnership-metrics");
+    let demo = Command::new(bin).args(["demo", "--target", &target]).output().expect("run demo");
+    assert!(demo.status.success(), "demo failed: {}", String::from_utf8_lossy(&demo.stderr));
+    assert!(String::from_utf8_lossy(&demo.stdout).contains("northvale"));
+
+    let table = Command::new(bin)
+        .args(["report", "--target", &target, "--partnership", "eastmoor", "--period", "2026Q3"])
+        .output()
+        .expect("run report");
+    assert!(table.status.success(), "report failed: {}", String::from_utf8_lossy(&table.stderr));
+    let text = String::from_utf8(table.stdout).unwrap();
+    for needle in
+        ["Partnership Sustainability Index", "D7 pooled resources", "leaver_rate_annualised", "Alerts:"]
+    {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+
+    let json = Command::new(bin)
+        .args(["report", "--target", &target, "--partnership", "eastmoor", "--period", "2026Q3", "--json"])
+        .args(["--weight", "D7=0", "--min-respondents", "3"])
+        .output()
+        .expect("run report --json");
+    assert!(json.status.success(), "report --json failed: {}", String::from_utf8_lossy(&json.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("the report is JSON");
+    assert_eq!(report["methodologyVersion"], "1");
+    assert_eq!(report["partnership"], "eastmoor");
+    assert_eq!(report["indicators"].as_array().unwrap().len(), 22);
+    assert_eq!(report["minRespondents"], 3);
+    assert_eq!(report["weights"][6]["domain"], "D7");
+    assert!(report["composite"]["psi"].is_f64());
+
+    let unknown = Command::new(bin)
+        .args(["report", "--target", &target, "--partnership", "nowhere", "--period", "2026Q3"])
+        .output()
+        .expect("run report");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("partnership"));
     assert!(server.terminate().success());
 }

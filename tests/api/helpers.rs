@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 use partnership_metrics::{
     configuration::Settings,
     pb::{
-        self, registry_service_client::RegistryServiceClient,
+        self, registry_service_client::RegistryServiceClient, report_service_client::ReportServiceClient,
         submission_service_client::SubmissionServiceClient,
     },
     startup::Application,
@@ -72,6 +72,10 @@ impl TestApp {
         SubmissionServiceClient::new(self.channel.clone())
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20)
+    }
+
+    pub fn reports(&self) -> ReportServiceClient<Channel> {
+        ReportServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
     }
 
     /// Signals shutdown and waits for the server to stop.

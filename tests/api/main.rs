@@ -7,4 +7,6 @@ mod e2e;
 mod health;
 mod reflection;
 mod registry;
+mod reports;
 mod submission;
+mod worked;

@@ -216,7 +216,141 @@ def scenario_records(channel):
     expect(history.revisions[1].previous_content == history.revisions[0].content, "previous content")
 
 
-SCENARIOS = {"registry": scenario_registry, "reflection": scenario_reflection, "records": scenario_records}
+def worked_example_records(R, corrected):
+    """Section 8 of the methodology, first submission or corrections."""
+    P = "pa-worked"
+    if corrected:
+        return [
+            R.Record(survey_response=R.SurveyResponse(partnership=P, period="202607", response_id="r1",
+                     respondent_agency="nhs-a", shared_vision=4, shared_values=4, morale=2, loyalty=5, motivation=3)),
+            R.Record(workforce_return=R.WorkforceReturn(partnership=P, agency="nhs-a", period="2026Q3",
+                     headcount_start=100, headcount_end=110, joiners=15, leavers=5, permanent=90, fixed_term=15,
+                     agency_staff=5, staff_over_one_year_service=80, headcount_one_year_ago=100)),
+        ]
+    out = []
+    for version, date in [(1, "2025-01-10"), (2, "2026-08-01"), (3, "2026-10-15")]:
+        out.append(R.Record(principles_adoption=R.PrinciplesAdoption(
+            partnership=P, version=version, title="principles", adoption_date=date, reporting_agency="nhs-a")))
+    for version, agency, date in [(2, "nhs-a", "2026-08-05"), (2, "la-b", "2026-09-30"), (1, "vol-c", "2025-02-01"),
+                                  (2, "vol-c", "2026-10-01"), (2, "priv-d", "2026-08-10")]:
+        out.append(R.Record(principles_endorsement=R.PrinciplesEndorsement(
+            partnership=P, version=version, agency=agency, endorsement_date=date)))
+    for rid, period, agency, items in [
+            ("r1", "202607", "nhs-a", [4, 4, 1, 5, 3]), ("r2", "202607", "la-b", [4, 5, 3, 5, 4]),
+            ("r3", "202608", "vol-c", [5, 2, 3, 4, 5]), ("r4", "2026Q3", "nhs-a", [3, 0, 4, 4, 2]),
+            ("r5", "202609", "la-b", [4, 0, 3, 3, 0]), ("r6", "202609", "nhs-a", [0, 0, 0, 3, 0]),
+            ("r7", "2026", "nhs-a", [1, 1, 1, 1, 1]), ("r8", "202610", "la-b", [1, 1, 1, 1, 1])]:
+        names = ["shared_vision", "shared_values", "morale", "loyalty", "motivation"]
+        fields = {n: v for n, v in zip(names, items) if v}
+        out.append(R.Record(survey_response=R.SurveyResponse(
+            partnership=P, period=period, response_id=rid, respondent_agency=agency, **fields)))
+    for cid, com, prov, start, end in [
+            ("c1", "nhs-a", "priv-d", "2026-01-01", "2027-12-31"), ("c2", "la-b", "priv-e", "2025-01-01", "2026-06-30"),
+            ("c3", "vol-c", "nhs-a", "2026-09-30", "2027-09-30"), ("c4", "la-b", "la-b", "2025-01-01", "2027-12-31"),
+            ("c5", "nhs-a", "priv-e", "2026-10-01", "2027-12-31")]:
+        delivery = R.DELIVERY_IN_HOUSE if com == prov else R.DELIVERY_OUTSOURCED
+        out.append(R.Record(service_contract=R.ServiceContract(
+            partnership=P, contract_id=cid, service_name="service", commissioner=com, provider=prov,
+            delivery=delivery, annual_value_pence=100, start_date=start, end_date=end)))
+    PERM, FT, AG = R.EMPLOYMENT_PERMANENT, R.EMPLOYMENT_FIXED_TERM, R.EMPLOYMENT_AGENCY_STAFF
+    for tid, period, reporter, entries in [
+            ("team-1", "202607", "nhs-a", [("nhs-a", PERM, 9)]),
+            ("team-1", "2026Q3", "nhs-a", [("nhs-a", PERM, 3), ("la-b", PERM, 3)]),
+            ("team-1", "202609", "nhs-a", [("nhs-a", PERM, 6), ("nhs-a", FT, 2), ("priv-d", AG, 2)]),
+            ("team-1", "202610", "nhs-a", [("priv-d", AG, 7)]),
+            ("team-2", "2026Q3", "la-b", [("la-b", PERM, 5), ("vol-c", PERM, 5)]),
+            ("team-2", "2026", "la-b", [("la-b", AG, 1)])]:
+        out.append(R.Record(team_composition=R.TeamComposition(
+            partnership=P, team_id=tid, period=period, reporting_agency=reporter,
+            entries=[R.TeamEntry(employer=e, employment=k, headcount=h) for e, k, h in entries])))
+    for agency, period, hs, he, leavers, ft, ag, st in [
+            ("nhs-a", "2026Q3", 100, 110, 50, 15, 5, (80, 100)), ("nhs-a", "202607", 100, 104, 2, 4, 0, None),
+            ("la-b", "202607", 50, 51, 1, 3, 3, None), ("la-b", "202608", 51, 50, 1, 3, 2, None),
+            ("la-b", "202609", 50, 50, 1, 5, 5, (45, 50)), ("vol-c", "202608", 20, 20, 0, 0, 0, None),
+            ("priv-d", "2026Q3", 10, 10, 9, 9, 0, None)]:
+        extra = {} if st is None else {"staff_over_one_year_service": st[0], "headcount_one_year_ago": st[1]}
+        out.append(R.Record(workforce_return=R.WorkforceReturn(
+            partnership=P, agency=agency, period=period, headcount_start=hs, headcount_end=he,
+            joiners=max(he - hs + leavers, 0), leavers=leavers, permanent=he - ft - ag, fixed_term=ft,
+            agency_staff=ag, **extra)))
+    for period, rater, ratee, t, v in [
+            ("2026Q3", "nhs-a", "la-b", 4, 3), ("202609", "nhs-a", "la-b", 3, 2), ("202608", "la-b", "nhs-a", 4, 3),
+            ("2026Q3", "vol-c", "priv-d", 1, 1), ("2026Q3", "priv-d", "nhs-a", 1, 1), ("202610", "la-b", "vol-c", 1, 1)]:
+        out.append(R.Record(relationship_rating=R.RelationshipRating(
+            partnership=P, period=period, rater=rater, ratee=ratee, reliability=t, mission_support=t, openness=t,
+            power_influence=v, involvement=v, resource_contribution=v)))
+    out.append(R.Record(relationship_rating=R.RelationshipRating(
+        partnership=P, period="202607", rater="nhs-a", ratee="vol-c", reliability=2, mission_support=3, openness=4,
+        power_influence=1, involvement=2, resource_contribution=3)))
+    for agency, eid, date in [("nhs-a", "e1", "2025-11-15"), ("nhs-a", "e2", "2026-09-30"), ("vol-c", "e3", "2025-10-01"),
+                              ("la-b", "e4", "2025-09-30"), ("la-b", "e5", "2024-10-01"), ("la-b", "e6", "2024-09-30"),
+                              ("priv-d", "e7", "2026-03-01")]:
+        out.append(R.Record(restructuring_event=R.RestructuringEvent(
+            agency=agency, event_id=eid, date=date, kind=R.RESTRUCTURING_KIND_OTHER, staff_affected=1)))
+    for agency, period, pooled, aligned in [("nhs-a", "2026Q3", 300000, 100000), ("nhs-a", "202607", 999, 1),
+                                            ("la-b", "2026Q3", 0, 200000)]:
+        out.append(R.Record(budget_contribution=R.BudgetContribution(
+            partnership=P, agency=agency, period=period, pooled_pence=pooled, aligned_pence=aligned)))
+    return out
+
+
+def scenario_report(channel):
+    """The methodology's worked example, submitted and read back by this client."""
+    registry_pb2 = importlib.import_module("partnership.v1.registry_pb2")
+    registry_grpc = importlib.import_module("partnership.v1.registry_pb2_grpc")
+    records_pb2 = importlib.import_module("partnership.v1.records_pb2")
+    submission_pb2 = importlib.import_module("partnership.v1.submission_pb2")
+    submission_grpc = importlib.import_module("partnership.v1.submission_pb2_grpc")
+    reports_pb2 = importlib.import_module("partnership.v1.reports_pb2")
+    reports_grpc = importlib.import_module("partnership.v1.reports_pb2_grpc")
+    registry = registry_grpc.RegistryServiceStub(channel)
+    for agency in ["nhs-a", "la-b", "vol-c", "priv-d", "priv-e"]:
+        registry.CreateAgency(registry_pb2.CreateAgencyRequest(
+            agency_id=agency, agency=registry_pb2.Agency(display_name=agency, sector=registry_pb2.SECTOR_OTHER_PUBLIC_BODY)))
+    registry.CreatePartnership(registry_pb2.CreatePartnershipRequest(
+        partnership_id="pa-worked", partnership=registry_pb2.Partnership(display_name="Worked example")))
+    for agency, role, start, end in [("nhs-a", registry_pb2.ROLE_LEAD, "2020-01-01", ""),
+                                     ("la-b", registry_pb2.ROLE_MEMBER, "2021-06-01", ""),
+                                     ("vol-c", registry_pb2.ROLE_MEMBER, "2026-08-15", ""),
+                                     ("priv-d", registry_pb2.ROLE_MEMBER, "2020-01-01", "2026-09-29")]:
+        registry.CreateMembership(registry_pb2.CreateMembershipRequest(
+            parent="partnerships/pa-worked",
+            membership=registry_pb2.Membership(agency=agency, role=role, start_date=start, end_date=end)))
+    submission = submission_grpc.SubmissionServiceStub(channel)
+    submission.SubmitRecords(submission_pb2.SubmitRecordsRequest(records=worked_example_records(records_pb2, False)))
+    fixed = submission.SubmitRecords(submission_pb2.SubmitRecordsRequest(records=worked_example_records(records_pb2, True)))
+    expect(fixed.replaced_count == 2, f"two corrections: {fixed}")
+
+    reports = reports_grpc.ReportServiceStub(channel)
+    r = reports.GetPartnershipReport(reports_pb2.GetPartnershipReportRequest(partnership="pa-worked", period="2026Q3"))
+    expect(list(r.members) == ["la-b", "nhs-a", "vol-c"], f"members {r.members}")
+    expect(r.composite.psi == 70.96011541469436, f"PSI {r.composite.psi!r}")
+    expect(r.composite.band == reports_pb2.BAND_GREEN, f"band {r.composite.band}")
+    expect((r.composite.psi_min, r.composite.psi_max) == (69.11206600162971, 72.60168366764574), "sensitivity bounds")
+    expect(r.composite.HasField("band_stable") and not r.composite.band_stable, "band not stable")
+    expect([d.domain for d in r.composite.top_drags] == ["D4", "D6", "D5"], f"top drags {r.composite.top_drags}")
+    expect([d.score for d in r.domains] == [0.7083333333333333, 0.9735449735449735, 0.6950000000000001,
+                                           0.5468253968253969, 0.5925925925925926, 0.5833333333333334, 1.0],
+           f"domain scores {[d.score for d in r.domains]}")
+    by_id = {i.id: i for i in r.indicators}
+    expect(len(by_id) == 22, "22 indicators")
+    expect(by_id["leaver_rate_annualised"].value == 0.18285714285714286, "leaver rate")
+    expect(by_id["survey_motivation"].missing_reason == reports_pb2.MISSING_REASON_SUPPRESSED_SMALL_NUMBER, "suppressed")
+    expect(not by_id["trust_received"].HasField("value"), "trust_received has no value")
+    expect([a.code for a in r.alerts] == [reports_pb2.ALERT_CODE_RESTRUCTURING_ACCELERATING,
+                                         reports_pb2.ALERT_CODE_LOW_SURVEY_RESPONSE], f"alerts {r.alerts}")
+    expect([k.reporting_members for k in r.coverage.kinds] == [3, 3, 2, 3, 3, 1, 2, 1, 2], f"coverage {r.coverage}")
+    try:
+        reports.GetPartnershipReport(reports_pb2.GetPartnershipReportRequest(partnership="pa-worked", period="2026Q5"))
+        expect(False, "a bad period is rejected")
+    except grpc.RpcError as err:
+        code, info, fields = error_details(err)
+        expect(code == grpc.StatusCode.INVALID_ARGUMENT and info.reason == "INVALID_REPORT_REQUEST", f"{code} {info}")
+        expect(fields == ["period"], f"fields {fields}")
+
+
+SCENARIOS = {"registry": scenario_registry, "reflection": scenario_reflection, "records": scenario_records,
+             "report": scenario_report}
 
 
 def main():

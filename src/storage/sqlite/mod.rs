@@ -15,13 +15,20 @@ use sqlx::{
 };
 use tracing::info;
 
+/// The membership columns in the order `membership_row` reads them.
+macro_rules! membership_columns {
+    () => {
+        "partnership_id, agency_id, role, start_date, end_date, create_time, update_time"
+    };
+}
+
 mod records;
 
 use std::sync::Arc;
 
 use super::{KnownIdCache, PageRequest, Store, conflict_or_internal};
 use crate::{
-    domain::submission::{RecordFilter, RecordRevision, StoredRecord, SubmitOutcome},
+    domain::submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
     domain::{
         Date, Id, Idempotency, Timestamp,
         check::{CheckedBatch, Known, References},
@@ -140,13 +147,6 @@ fn partnership_row(row: &SqliteRow) -> Result<Partnership> {
         purpose: row.try_get(2)?,
         create_time: Timestamp(row.try_get(3)?),
     })
-}
-
-/// The membership columns in the order `membership_row` reads them.
-macro_rules! membership_columns {
-    () => {
-        "partnership_id, agency_id, role, start_date, end_date, create_time, update_time"
-    };
 }
 
 fn membership_row(row: &SqliteRow) -> Result<Membership> {
@@ -420,6 +420,10 @@ impl Store for SqliteStore {
 
     async fn list_record_revisions(&self, key: &RecordKey, page: PageRequest) -> Result<Vec<RecordRevision>> {
         self.list_record_revisions_impl(key, page).await
+    }
+
+    async fn report_data(&self, partnership: &Id, from: Date, to: Date) -> Result<Option<ReportData>> {
+        self.report_data_impl(partnership, from, to).await
     }
 
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {

@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, sqlite::SqliteRow};
 
-use super::{SqliteStore, corrupt, date_col, id_col, remember, replay};
+use super::{SqliteStore, corrupt, date_col, id_col, membership_row, remember, replay};
 use crate::{
     domain::{
         Date, Id, Idempotency, Timestamp,
         check::{CheckedBatch, FactQuery, Known, PreconditionFacts, References},
         records::{RecordKey, RecordKind},
         registry::{MembershipTerms, Role},
-        submission::{RecordFilter, RecordRevision, StoredRecord, SubmitOutcome},
+        submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
     },
     error::Result,
     storage::{PageRequest, batch::PreparedBatch, codec},
@@ -213,6 +213,65 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| revision_row(key, row)).collect()
+    }
+}
+
+impl SqliteStore {
+    pub(super) async fn report_data_impl(
+        &self,
+        partnership: &Id,
+        from: Date,
+        to: Date,
+    ) -> Result<Option<ReportData>> {
+        // One read transaction: memberships and records from the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM partnerships WHERE id = ?")
+            .bind(partnership.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let memberships = sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM memberships WHERE partnership_id = ?"
+        ))
+        .bind(partnership.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(membership_row)
+        .collect::<Result<Vec<_>>>()?;
+        let (from_s, to_s) = (from.to_string(), to.to_string());
+        // D6 looks back two windows of 12 calendar months from each period's end.
+        let events_from = from.first_of_month_minus(24).unwrap_or(Date::MIN).to_string();
+        let rows = sqlx::query(
+            "SELECT v.content FROM records r \
+               JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
+               WHERE r.partnership_id = ?1 AND r.kind IN (1, 2, 3, 4, 5, 9) AND r.span_end >= ?2 AND r.span_start <= ?3 \
+             UNION ALL \
+             SELECT v.content FROM records r \
+               JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
+               WHERE r.partnership_id = ?1 AND r.kind IN (6, 7) AND r.span_start <= ?3 \
+             UNION ALL \
+             SELECT v.content FROM records r \
+               JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
+               WHERE r.kind = 8 AND r.span_start >= ?4 AND r.span_start <= ?3 \
+                 AND r.reporting_agency IN (SELECT agency_id FROM memberships WHERE partnership_id = ?1)",
+        )
+        .bind(partnership.as_str())
+        .bind(&from_s)
+        .bind(&to_s)
+        .bind(&events_from)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let records = rows
+            .iter()
+            .map(|row| codec::decode(&row.try_get::<Vec<u8>, _>(0)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(ReportData { memberships, records }))
     }
 }
 
