@@ -40,6 +40,23 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print a partnership's report for one period from a running server.
     Report(ReportArgs),
+    /// Check a running server through the gRPC health protocol; exits 0 when SERVING.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The server to check.
+    #[arg(long, env = "PM_TARGET", default_value = "http://127.0.0.1:50051")]
+    pub target: String,
+
+    /// The service to ask about; empty for the whole server.
+    #[arg(long, default_value = "")]
+    pub service: String,
+
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -92,7 +109,9 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Database: `sqlite://path` (or a bare path) for the embedded SQLite default,
-    /// created and migrated on first start.
+    /// created and migrated on first start; `postgres://user:password@host:port/db`
+    /// for PostgreSQL, migrated on start (replicas starting together wait for each
+    /// other).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://partnership-metrics.db")]
     pub database_url: String,
 

@@ -21,5 +21,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => cli::demo(args).await,
         Command::Report(args) => cli::report::run(args).await,
+        Command::Health(args) => cli::health::run(args).await,
     }
 }

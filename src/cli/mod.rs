@@ -1,5 +1,6 @@
 //! Client commands: they talk to a running server over gRPC like any integrator.
 
+pub mod health;
 pub mod load;
 pub mod report;
 pub mod synth;

@@ -773,7 +773,7 @@ impl CheckedBatch {
     /// Phase 2: checks adoptions and endorsements in record order against the stored
     /// facts and the earlier records of the batch that passed, and returns the
     /// records to store in order, or the batch's rejection with every violation.
-    pub fn apply_preconditions(self, facts: &PreconditionFacts) -> Result<Vec<Record>, Error> {
+    pub fn apply_preconditions(&self, facts: &PreconditionFacts) -> Result<Vec<&Record>, Error> {
         let mut adoptions: HashMap<(Id, i64), Date> = HashMap::new();
         let mut endorsements: HashMap<(Id, i64), BTreeMap<Id, Date>> = HashMap::new();
         let mut more = Vec::new();
@@ -848,6 +848,6 @@ impl CheckedBatch {
         if !self.violations.is_empty() || !more.is_empty() {
             return Err(self.reject(more));
         }
-        Ok(self.passed.into_iter().map(|(_, r)| r).collect())
+        Ok(self.passed.iter().map(|(_, r)| r).collect())
     }
 }

@@ -48,7 +48,7 @@ pub(crate) struct PreparedBatch {
 }
 
 impl PreparedBatch {
-    pub fn new(records: &[Record]) -> Result<PreparedBatch> {
+    pub fn new(records: &[&Record]) -> Result<PreparedBatch> {
         let mut keys: BTreeMap<String, KeyWrite> = BTreeMap::new();
         let mut partnerships = BTreeSet::new();
         let mut event_agencies = BTreeSet::new();

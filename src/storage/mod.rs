@@ -24,6 +24,8 @@ use crate::{
 
 mod batch;
 mod codec;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 /// A page of a list, in ascending key order: keys strictly after `after`, at most
@@ -114,14 +116,22 @@ pub trait Store: Send + Sync + fmt::Debug {
 }
 
 /// Opens the store a database URL names and brings its schema up to date:
-/// `sqlite://path`, `sqlite:path`, `sqlite::memory:` or a bare path for SQLite.
+/// `postgres://...` (or `postgresql://...`) for PostgreSQL; `sqlite://path`,
+/// `sqlite:path`, `sqlite::memory:` or a bare path for SQLite.
 pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
     match Backend::of(database_url)? {
         Backend::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
-        Backend::Postgres => {
-            anyhow::bail!("PostgreSQL is not supported by this build yet; use a sqlite:// URL")
-        }
+        Backend::Postgres => Ok(Arc::new(postgres::PostgresStore::open(database_url).await?)),
     }
+}
+
+pub(crate) fn unknown_membership(partnership: &Id, agency: &Id) -> Error {
+    Error::not_found(
+        crate::error::reason::UNKNOWN_MEMBERSHIP,
+        format!("agency {agency} has no membership of partnership {partnership}"),
+    )
+    .with_metadata("partnership", partnership.as_str())
+    .with_metadata("agency", agency.as_str())
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -31,11 +31,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// On a fresh SQLite database.
     pub fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("e2e.db").display());
+        Server::start_on(&url, dir)
+    }
+
+    /// On the database `url` names.
+    pub fn start_on(url: &str, dir: tempfile::TempDir) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_partnership-metrics"))
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--shutdown-grace-secs", "5"])
-            .env("DATABASE_URL", format!("sqlite://{}", dir.path().join("e2e.db").display()))
+            .env("DATABASE_URL", url)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -165,10 +172,8 @@ fn buf_curl_creates_and_lists_through_reflection() {
     assert!(server.terminate().success(), "the server exits cleanly on SIGTERM");
 }
 
-#[test]
-fn python_grpcio_client_drives_registry_submissions_and_reports() {
-    let Some(python) = tool("PM_TEST_PYTHON") else { return };
-    let server = Server::start();
+/// The Python scenarios against the binary on `url`'s database.
+fn python_scenarios(python: PathBuf, server: Server) {
     let out = Command::new(python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/client.py"))
         .args(["--target", &server.addr, "--proto-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/proto")])
@@ -182,6 +187,25 @@ fn python_grpcio_client_drives_registry_submissions_and_reports() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(server.terminate().success());
+}
+
+#[test]
+fn python_grpcio_client_drives_registry_submissions_and_reports_on_sqlite() {
+    let Some(python) = tool("PM_TEST_PYTHON") else { return };
+    python_scenarios(python, Server::start());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_grpcio_client_drives_registry_submissions_and_reports_on_postgres() {
+    let Some(python) = tool("PM_TEST_PYTHON") else { return };
+    if crate::helpers::postgres_url().is_none() {
+        eprintln!("SKIPPED: PM_TEST_POSTGRES_URL is not set");
+        return;
+    }
+    let db = crate::helpers::TestDatabase::new(crate::helpers::Backend::Postgres).await;
+    let server = Server::start_on(&db.url, tempfile::tempdir().unwrap());
+    tokio::task::spawn_blocking(move || python_scenarios(python, server)).await.unwrap();
+    drop(db);
 }
 
 #[test]
@@ -219,6 +243,10 @@ fn demo_then_report_from_the_command_line() {
     assert_eq!(report["weights"][6]["domain"], "D7");
     assert!(report["composite"]["psi"].is_f64());
 
+    let health = Command::new(bin).args(["health", "--target", &target]).output().expect("run health");
+    assert!(health.status.success(), "health failed: {}", String::from_utf8_lossy(&health.stderr));
+    assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "SERVING");
+
     let unknown = Command::new(bin)
         .args(["report", "--target", &target, "--partnership", "nowhere", "--period", "2026Q3"])
         .output()
@@ -226,4 +254,8 @@ fn demo_then_report_from_the_command_line() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("partnership"));
     assert!(server.terminate().success());
+    // Nobody listens any more: the health check fails.
+    let down =
+        Command::new(bin).args(["health", "--target", &target, "--timeout-secs", "2"]).output().unwrap();
+    assert!(!down.status.success());
 }

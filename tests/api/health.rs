@@ -15,7 +15,7 @@ const SERVICES: [&str; 4] = [
     "partnership.v1.ReportService",
 ];
 
-#[tokio::test]
+backend_test! {
 async fn every_service_is_serving_once_started() {
     let app = spawn_app().await;
     let mut health = HealthClient::new(app.channel.clone());
@@ -27,8 +27,9 @@ async fn every_service_is_serving_once_started() {
     let err = health.check(HealthCheckRequest { service: "nope.Service".into() }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn shutdown_reports_not_serving_then_stops() {
     let mut app = spawn_app_with_grace(Duration::from_secs(1)).await;
     let mut health = HealthClient::new(app.channel.clone());
@@ -48,4 +49,5 @@ async fn shutdown_reports_not_serving_then_stops() {
         .expect("server stops within the grace period")
         .unwrap()
         .unwrap();
+}
 }

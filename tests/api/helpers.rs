@@ -16,12 +16,139 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
+/// The storage backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// Set by `backend_test!` for the test body; `spawn_app` reads it.
+    pub static BACKEND: Backend;
+}
+
+/// The PostgreSQL server for the PostgreSQL half of the suite, as an admin URL
+/// (`postgres://user@host:port/db`), from `PM_TEST_POSTGRES_URL`.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("PM_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// Defines a test once per backend: `name::sqlite` and `name::postgres`. The
+/// PostgreSQL one passes without running when `PM_TEST_POSTGRES_URL` is unset
+/// (scripts/test says so).
+#[macro_export]
+macro_rules! backend_test {
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$meta])*
+            #[tokio::test]
+            async fn sqlite() {
+                $crate::helpers::BACKEND.scope($crate::helpers::Backend::Sqlite, async $body).await
+            }
+
+            $(#[$meta])*
+            #[tokio::test]
+            async fn postgres() {
+                if $crate::helpers::postgres_url().is_none() {
+                    eprintln!("SKIPPED: PM_TEST_POSTGRES_URL is not set");
+                    return;
+                }
+                $crate::helpers::BACKEND.scope($crate::helpers::Backend::Postgres, async $body).await
+            }
+        }
+    };
+}
+
+/// A database of its own for one test: a SQLite file in a temporary directory, or a
+/// PostgreSQL database created now and dropped with the test.
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    postgres_name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+static DATABASES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> TestDatabase {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => TestDatabase {
+                url: format!("sqlite://{}", dir.path().join("test.db").display()),
+                backend,
+                postgres_name: None,
+                _dir: dir,
+            },
+            Backend::Postgres => {
+                let admin = postgres_url().expect("PM_TEST_POSTGRES_URL");
+                let n = DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos();
+                let name = format!("pm_test_{}_{n}_{nanos}", std::process::id());
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create a test database");
+                TestDatabase {
+                    url: with_database(&admin, &name),
+                    backend,
+                    postgres_name: Some(name),
+                    _dir: dir,
+                }
+            }
+        }
+    }
+}
+
+/// The admin URL with its database replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let server = match base.rsplit_once('/') {
+        Some((server, _)) if server.contains("://") && !server.ends_with('/') => server,
+        _ => base.trim_end_matches('/'),
+    };
+    format!("{server}/{name}{query}")
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (Some(name), Some(admin)) = (self.postgres_name.take(), postgres_url()) else { return };
+        // Drop runs inside the test's runtime; a thread with its own runtime does the
+        // async cleanup. FORCE ends the server's connections still open.
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        });
+        let _ = done.join();
+    }
+}
+
 pub struct TestApp {
     pub channel: Channel,
-    pub database_url: String,
+    pub db: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    _dir: tempfile::TempDir,
 }
 
 static TRACING: std::sync::Once = std::sync::Once::new();
@@ -40,13 +167,21 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with_grace(Duration::from_secs(5)).await
 }
 
+/// The backend of the running `backend_test!`, SQLite outside one.
+pub fn current_backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite)
+}
+
 pub async fn spawn_app_with_grace(shutdown_grace: Duration) -> TestApp {
+    spawn_app_on(current_backend(), shutdown_grace).await
+}
+
+pub async fn spawn_app_on(backend: Backend, shutdown_grace: Duration) -> TestApp {
     init_tracing();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let db = TestDatabase::new(backend).await;
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("address"),
-        database_url: database_url.clone(),
+        database_url: db.url.clone(),
         shutdown_grace,
     };
     let app = Application::build(settings).await.expect("application builds");
@@ -60,7 +195,7 @@ pub async fn spawn_app_with_grace(shutdown_grace: Duration) -> TestApp {
         .connect()
         .await
         .expect("connects to the test server");
-    TestApp { channel, database_url, stop: Some(stop), server: Some(server), _dir: dir }
+    TestApp { channel, db, stop: Some(stop), server: Some(server) }
 }
 
 impl TestApp {
@@ -91,39 +226,10 @@ impl TestApp {
 
     /// Every table's rows, as text, for "nothing changed" assertions.
     pub async fn snapshot(&self) -> BTreeMap<String, Vec<String>> {
-        let pool = sqlx::SqlitePool::connect(&self.database_url).await.expect("open test database");
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_sqlx%' ESCAPE '\\' \
-             AND name NOT LIKE 'sqlite%' ORDER BY name",
-        )
-        .fetch_all(&pool)
-        .await
-        .expect("list tables");
-        let mut out = BTreeMap::new();
-        for table in tables {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY 1, 2")))
-                .fetch_all(&pool)
-                .await
-                .expect("read table");
-            let rendered = rows
-                .iter()
-                .map(|row| {
-                    (0..row.len())
-                        .map(|i| {
-                            row.try_get::<Option<String>, _>(i)
-                                .map(|v| format!("{v:?}"))
-                                .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
-                                .or_else(|_| row.try_get::<Option<Vec<u8>>, _>(i).map(|v| format!("{v:?}")))
-                                .unwrap_or_else(|_| "?".into())
-                        })
-                        .collect::<Vec<_>>()
-                        .join("|")
-                })
-                .collect();
-            out.insert(table, rendered);
+        match self.db.backend {
+            Backend::Sqlite => sqlite_snapshot(&self.db.url).await,
+            Backend::Postgres => postgres_snapshot(&self.db.url).await,
         }
-        pool.close().await;
-        out
     }
 
     pub async fn create_agency(&self, id: &str) -> pb::Agency {
@@ -182,6 +288,65 @@ impl TestApp {
             .expect("create membership")
             .into_inner()
     }
+}
+
+async fn sqlite_snapshot(url: &str) -> BTreeMap<String, Vec<String>> {
+    let pool = sqlx::SqlitePool::connect(url).await.expect("open test database");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_sqlx%' ESCAPE '\\' \
+         AND name NOT LIKE 'sqlite%' ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("list tables");
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY 1, 2")))
+            .fetch_all(&pool)
+            .await
+            .expect("read table");
+        let rendered = rows
+            .iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map(|v| format!("{v:?}"))
+                            .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                            .or_else(|_| row.try_get::<Option<Vec<u8>>, _>(i).map(|v| format!("{v:?}")))
+                            .unwrap_or_else(|_| "?".into())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        out.insert(table, rendered);
+    }
+    pool.close().await;
+    out
+}
+
+async fn postgres_snapshot(url: &str) -> BTreeMap<String, Vec<String>> {
+    let pool = sqlx::PgPool::connect(url).await.expect("open test database");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' \
+         AND table_name NOT LIKE '\\_sqlx%' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("list tables");
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"
+        )))
+        .fetch_all(&pool)
+        .await
+        .expect("read table");
+        out.insert(table, rows);
+    }
+    pool.close().await;
+    out
 }
 
 impl Drop for TestApp {

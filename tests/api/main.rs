@@ -1,12 +1,14 @@
 //! API integration tests: one binary, one module per service.
 
-mod fixtures;
+#[macro_use]
 mod helpers;
+mod fixtures;
 
 mod e2e;
 mod health;
 mod reflection;
 mod registry;
+mod replicas;
 mod reports;
 mod submission;
 mod worked;

@@ -14,7 +14,7 @@ const EXPECTED: [&str; 6] = [
     "partnership.v1.SubmissionService",
 ];
 
-#[tokio::test]
+backend_test! {
 async fn reflection_v1_lists_every_service_and_serves_their_files() {
     let app = spawn_app().await;
     let mut client = v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
@@ -48,8 +48,9 @@ async fn reflection_v1_lists_every_service_and_serves_their_files() {
     };
     assert!(!files.file_descriptor_proto.is_empty());
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn reflection_v1alpha_lists_every_service() {
     let app = spawn_app().await;
     let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
@@ -70,4 +71,5 @@ async fn reflection_v1alpha_lists_every_service() {
     let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     names.sort();
     assert_eq!(names, EXPECTED);
+}
 }

@@ -34,7 +34,7 @@ fn membership_request(
     }
 }
 
-#[tokio::test]
+backend_test! {
 async fn agencies_are_created_read_and_listed_page_by_page() {
     let app = spawn_app().await;
     let mut client = app.registry();
@@ -80,8 +80,9 @@ async fn agencies_are_created_read_and_listed_page_by_page() {
             .map(|id| format!("agencies/{id}"))
     );
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn partnerships_and_memberships_are_listed_page_by_page() {
     let app = spawn_app().await;
     for p in ["pb", "pa", "pc"] {
@@ -163,9 +164,10 @@ async fn partnerships_and_memberships_are_listed_page_by_page() {
         .unwrap_err();
     assert_error(&err, Code::NotFound, "UNKNOWN_PARTNERSHIP", &[]);
 }
+}
 
+backend_test! {
 /// Every validation rule of the registry: the code, the field path, and nothing stored.
-#[tokio::test]
 async fn invalid_creates_are_rejected_with_field_paths_and_store_nothing() {
     let app = spawn_app().await;
     app.create_agency("nhs-a").await;
@@ -317,8 +319,9 @@ async fn invalid_creates_are_rejected_with_field_paths_and_store_nothing() {
 
     assert_eq!(app.snapshot().await, before, "a rejected request changed the database");
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn duplicates_are_already_exists() {
     let app = spawn_app().await;
     app.create_agency("nhs-a").await;
@@ -350,8 +353,9 @@ async fn duplicates_are_already_exists() {
     assert_error(&err, Code::AlreadyExists, "MEMBERSHIP_EXISTS", &[]);
     assert_eq!(app.snapshot().await, before);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn a_retried_create_returns_the_first_result_and_creates_nothing() {
     let app = spawn_app().await;
     let mut client = app.registry();
@@ -398,8 +402,9 @@ async fn a_retried_create_returns_the_first_result_and_creates_nothing() {
         .unwrap();
     assert_eq!(client.create_membership(m).await.unwrap().into_inner(), m1);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn memberships_can_end_reopen_and_change_role() {
     let app = spawn_app().await;
     app.create_agency("nhs-a").await;
@@ -533,4 +538,5 @@ async fn memberships_can_end_reopen_and_change_role() {
     assert_error(&err, Code::InvalidArgument, "INVALID_REQUEST", &["membership.start_date"]);
     assert_eq!(app.snapshot().await, mid);
     assert_ne!(before, mid);
+}
 }

@@ -23,7 +23,7 @@ fn indicator<'a>(r: &'a pb::PartnershipReport, id: &str) -> &'a pb::Indicator {
     r.indicators.iter().find(|i| i.id == id).unwrap()
 }
 
-#[tokio::test]
+backend_test! {
 async fn the_worked_example_submitted_over_grpc_gives_section_8s_report() {
     let app = spawn_app().await;
     worked::load(&app).await;
@@ -100,8 +100,9 @@ async fn the_worked_example_submitted_over_grpc_gives_section_8s_report() {
         app.reports().get_partnership_report(request(PARTNERSHIP, "2026Q3")).await.unwrap().into_inner();
     assert_eq!(again.composite, Some(c));
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn options_change_weights_and_suppression() {
     let app = spawn_app().await;
     worked::load(&app).await;
@@ -122,8 +123,9 @@ async fn options_change_weights_and_suppression() {
     assert_eq!(r.weights.iter().map(|w| w.weight).collect::<Vec<_>>(), [1.0, 1.0, 1.0, 3.0, 1.0, 1.0, 0.0]);
     assert_eq!(r.composite.unwrap().total_weight, Some(8.0));
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn bad_report_requests_name_their_fields() {
     let app = spawn_app().await;
     worked::load(&app).await;
@@ -159,8 +161,9 @@ async fn bad_report_requests_name_their_fields() {
     let err = client.get_partnership_report(zero).await.unwrap_err();
     assert_error(&err, Code::InvalidArgument, "INVALID_REPORT_REQUEST", &["weights"]);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn a_series_pages_oldest_first_and_matches_single_reports() {
     let app = spawn_app().await;
     worked::load(&app).await;
@@ -200,8 +203,9 @@ async fn a_series_pages_oldest_first_and_matches_single_reports() {
     let err = client.list_partnership_reports(backwards).await.unwrap_err();
     assert_error(&err, Code::InvalidArgument, "INVALID_REPORT_REQUEST", &["end_period"]);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn export_streams_every_partnership_in_id_order() {
     let app = spawn_app().await;
     worked::load(&app).await;
@@ -233,4 +237,5 @@ async fn export_streams_every_partnership_in_id_order() {
         .await
         .unwrap_err();
     assert_error(&err, Code::InvalidArgument, "INVALID_REPORT_REQUEST", &["period"]);
+}
 }

@@ -426,7 +426,7 @@ async fn setup() -> TestApp {
     app
 }
 
-#[tokio::test]
+backend_test! {
 async fn every_check_rejects_with_its_code_and_path_and_stores_nothing() {
     let app = setup().await;
     // A stored adoption and endorsement for the precondition cases.
@@ -474,16 +474,18 @@ async fn every_check_rejects_with_its_code_and_path_and_stores_nothing() {
     assert_eq!(app.snapshot().await, before, "a rejected batch changed the database");
     assert!(total >= 80, "the table covers every check");
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn a_bad_request_id_is_rejected() {
     let app = setup().await;
     let err =
         app.submission().submit_records(submit_request("no spaces allowed", all_nine())).await.unwrap_err();
     assert_error(&err, Code::InvalidArgument, "INVALID_RECORDS", &["request_id"]);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn large_exact_values_are_accepted() {
     let app = setup().await;
     const MAX: i64 = i64::MAX;
@@ -512,8 +514,9 @@ async fn large_exact_values_are_accepted() {
         .into_inner();
     assert_eq!(response.inserted_count, 2);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn violations_mix_statuses_order_by_record_then_path_and_are_capped() {
     let app = setup().await;
     let mut client = app.submission();
@@ -568,8 +571,9 @@ async fn violations_mix_statuses_order_by_record_then_path_and_are_capped() {
     assert_eq!(details.error_info().unwrap().metadata["omitted_violations"], "50");
     assert_eq!(app.snapshot().await, before);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn all_nine_kinds_are_stored_and_read_back() {
     let app = setup().await;
     let mut client = app.submission();
@@ -598,8 +602,9 @@ async fn all_nine_kinds_are_stored_and_read_back() {
     assert!(listed.records.iter().any(|r| r.key == "workforce_return/pa/nhs-a/2026Q3"));
     assert!(listed.records.iter().any(|r| r.key == "restructuring_event/nhs-a/ev-1"));
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn one_bad_record_among_many_stores_nothing() {
     let app = setup().await;
     let before = app.snapshot().await;
@@ -610,8 +615,9 @@ async fn one_bad_record_among_many_stores_nothing() {
     assert_error(&err, Code::InvalidArgument, "INVALID_RECORDS", &["records[1234].survey_response.loyalty"]);
     assert_eq!(app.snapshot().await, before);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn a_retry_returns_the_stored_response_and_changes_nothing() {
     let app = setup().await;
     let mut client = app.submission();
@@ -638,8 +644,9 @@ async fn a_retry_returns_the_stored_response_and_changes_nothing() {
     assert_eq!(replayed, first);
     assert_eq!(app.snapshot().await, after);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn corrections_replace_the_record_and_the_history_keeps_both() {
     let app = setup().await;
     let mut client = app.submission();
@@ -717,8 +724,9 @@ async fn corrections_replace_the_record_and_the_history_keeps_both() {
         .unwrap_err();
     assert_error(&err, Code::InvalidArgument, "INVALID_REQUEST", &["key"]);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn within_a_batch_the_last_record_of_a_key_wins_and_endorsements_may_follow_adoptions() {
     let app = setup().await;
     let mut client = app.submission();
@@ -784,8 +792,9 @@ async fn within_a_batch_the_last_record_of_a_key_wins_and_endorsements_may_follo
     );
     assert_eq!(app.snapshot().await, before);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn list_records_filters_and_pages() {
     let app = setup().await;
     let mut client = app.submission();
@@ -868,8 +877,9 @@ async fn list_records_filters_and_pages() {
         .unwrap_err();
     assert_error(&err, Code::InvalidArgument, "INVALID_REQUEST", &["agency", "kind"]);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn a_stream_acknowledges_each_batch_in_order_and_survives_a_bad_one() {
     let app = setup().await;
     let before = app.snapshot().await;
@@ -927,8 +937,9 @@ async fn a_stream_acknowledges_each_batch_in_order_and_survives_a_bad_one() {
     assert!(!stored.iter().any(|r| r.key.contains("/b7-")));
     assert_ne!(app.snapshot().await, before);
 }
+}
 
-#[tokio::test]
+backend_test! {
 async fn shutdown_ends_an_open_stream_after_its_batch_and_says_where_to_resume() {
     let mut app = crate::helpers::spawn_app_with_grace(std::time::Duration::from_secs(30)).await;
     registry(&app).await;
@@ -958,4 +969,5 @@ async fn shutdown_ends_an_open_stream_after_its_batch_and_says_where_to_resume()
         .unwrap()
         .unwrap();
     drop(tx);
+}
 }

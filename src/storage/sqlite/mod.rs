@@ -9,24 +9,18 @@ use async_trait::async_trait;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{
     Row, SqliteConnection,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-    },
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
 };
 use tracing::info;
-
-/// The membership columns in the order `membership_row` reads them.
-macro_rules! membership_columns {
-    () => {
-        "partnership_id, agency_id, role, start_date, end_date, create_time, update_time"
-    };
-}
 
 mod records;
 
 use std::sync::Arc;
 
-use super::{KnownIdCache, PageRequest, Store, conflict_or_internal};
+use super::{
+    KnownIdCache, PageRequest, Store, conflict_or_internal,
+    rows::{self, membership_columns},
+};
 use crate::{
     domain::submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
     domain::{
@@ -34,8 +28,7 @@ use crate::{
         check::{CheckedBatch, Known, References},
         records::RecordKey,
         registry::{
-            Agency, Membership, MembershipPatch, MembershipTerms, NewAgency, NewMembership, NewPartnership,
-            Partnership, Role, Sector,
+            Agency, Membership, MembershipPatch, NewAgency, NewMembership, NewPartnership, Partnership,
         },
     },
     error::{Error, Result, reason},
@@ -116,55 +109,6 @@ async fn remember<T: Serialize>(conn: &mut SqliteConnection, idem: &Idempotency,
     Ok(())
 }
 
-fn corrupt(what: &str, value: &str) -> Error {
-    Error::internal(anyhow::anyhow!("stored {what} {value:?} is not valid"))
-}
-
-fn id_col(row: &SqliteRow, i: usize) -> Result<Id> {
-    let s: String = row.try_get(i)?;
-    Id::parse(&s).map_err(|_| corrupt("id", &s))
-}
-
-fn date_col(row: &SqliteRow, i: usize) -> Result<Option<Date>> {
-    let s: Option<String> = row.try_get(i)?;
-    s.map(|s| Date::parse(&s).map_err(|_| corrupt("date", &s))).transpose()
-}
-
-fn agency_row(row: &SqliteRow) -> Result<Agency> {
-    let sector: String = row.try_get(2)?;
-    Ok(Agency {
-        id: id_col(row, 0)?,
-        display_name: row.try_get(1)?,
-        sector: Sector::from_name(&sector).ok_or_else(|| corrupt("sector", &sector))?,
-        create_time: Timestamp(row.try_get(3)?),
-    })
-}
-
-fn partnership_row(row: &SqliteRow) -> Result<Partnership> {
-    Ok(Partnership {
-        id: id_col(row, 0)?,
-        display_name: row.try_get(1)?,
-        purpose: row.try_get(2)?,
-        create_time: Timestamp(row.try_get(3)?),
-    })
-}
-
-fn membership_row(row: &SqliteRow) -> Result<Membership> {
-    let role: String = row.try_get(2)?;
-    let start_date = date_col(row, 3)?.ok_or_else(|| corrupt("start date", "NULL"))?;
-    Ok(Membership {
-        partnership: id_col(row, 0)?,
-        agency: id_col(row, 1)?,
-        terms: MembershipTerms {
-            role: Role::from_name(&role).ok_or_else(|| corrupt("role", &role))?,
-            start_date,
-            end_date: date_col(row, 4)?,
-        },
-        create_time: Timestamp(row.try_get(5)?),
-        update_time: Timestamp(row.try_get(6)?),
-    })
-}
-
 fn limit(page: &PageRequest) -> i64 {
     i64::from(page.limit)
 }
@@ -221,7 +165,7 @@ impl Store for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(agency_row).transpose()
+        row.as_ref().map(rows::agency).transpose()
     }
 
     async fn list_agencies(&self, page: PageRequest) -> Result<Vec<Agency>> {
@@ -232,7 +176,7 @@ impl Store for SqliteStore {
         .bind(limit(&page))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(agency_row).collect()
+        rows.iter().map(rows::agency).collect()
     }
 
     async fn create_partnership(
@@ -280,7 +224,7 @@ impl Store for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(partnership_row).transpose()
+        row.as_ref().map(rows::partnership).transpose()
     }
 
     async fn list_partnerships(&self, page: PageRequest) -> Result<Vec<Partnership>> {
@@ -291,7 +235,7 @@ impl Store for SqliteStore {
         .bind(limit(&page))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(partnership_row).collect()
+        rows.iter().map(rows::partnership).collect()
     }
 
     async fn create_membership(
@@ -364,9 +308,9 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            return Err(unknown_membership(partnership, agency));
+            return Err(super::unknown_membership(partnership, agency));
         };
-        let mut membership = membership_row(&row)?;
+        let mut membership = rows::membership(&row)?;
         membership.terms = patch.apply(membership.terms).map_err(|field| {
             Error::invalid_field(reason::INVALID_REQUEST, field, "end_date must not be before start_date")
         })?;
@@ -399,7 +343,7 @@ impl Store for SqliteStore {
         .bind(limit(&page))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(membership_row).collect()
+        rows.iter().map(rows::membership).collect()
     }
 
     async fn known_ids(&self, refs: &References) -> Result<Known> {
@@ -439,15 +383,6 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-pub(crate) fn unknown_membership(partnership: &Id, agency: &Id) -> Error {
-    Error::not_found(
-        reason::UNKNOWN_MEMBERSHIP,
-        format!("agency {agency} has no membership of partnership {partnership}"),
-    )
-    .with_metadata("partnership", partnership.as_str())
-    .with_metadata("agency", agency.as_str())
 }
 
 async fn bump_data_version(conn: &mut SqliteConnection, partnership: &Id) -> Result<()> {

@@ -6,17 +6,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, sqlite::SqliteRow};
 
-use super::{SqliteStore, corrupt, date_col, id_col, membership_row, remember, replay};
+use super::{SqliteStore, remember, replay};
 use crate::{
     domain::{
         Date, Id, Idempotency, Timestamp,
         check::{CheckedBatch, FactQuery, Known, PreconditionFacts, References},
         records::{RecordKey, RecordKind},
-        registry::{MembershipTerms, Role},
         submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
     },
     error::Result,
-    storage::{PageRequest, batch::PreparedBatch, codec},
+    storage::{
+        PageRequest,
+        batch::PreparedBatch,
+        codec,
+        rows::{self, corrupt, date_col, id_col, membership_columns},
+    },
 };
 
 /// Rows per multi-row statement: large enough to amortise the per-statement cost,
@@ -241,7 +245,7 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await?
         .iter()
-        .map(membership_row)
+        .map(rows::membership)
         .collect::<Result<Vec<_>>>()?;
         let (from_s, to_s) = (from.to_string(), to.to_string());
         // D6 looks back two windows of 12 calendar months from each period's end.
@@ -301,12 +305,7 @@ async fn load_facts(conn: &mut SqliteConnection, query: &FactQuery) -> Result<Pr
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = row {
-            let role: String = row.try_get(0)?;
-            let terms = MembershipTerms {
-                role: Role::from_name(&role).ok_or_else(|| corrupt("role", &role))?,
-                start_date: date_col(&row, 1)?.ok_or_else(|| corrupt("start date", "NULL"))?,
-                end_date: date_col(&row, 2)?,
-            };
+            let terms = rows::membership_terms(&row, 0)?;
             facts.memberships.insert((partnership.clone(), agency.clone()), terms);
         }
     }

@@ -1,0 +1,441 @@
+//! The scale-out backend: several stateless replicas over one PostgreSQL database.
+//!
+//! Correctness across replicas rests on the database, never on process memory:
+//! request ids are claimed by inserting them first in the write's own transaction (a
+//! second replica with the same id waits on the unique key, then replays the stored
+//! response); keys are upserted in ascending order so concurrent batches lock rows in
+//! one order; adoption and endorsement checks hold a transaction-scoped advisory lock
+//! per partnership; deadlocks and serialization failures are retried.
+
+mod records;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use serde::{Serialize, de::DeserializeOwned};
+use sqlx::{
+    PgConnection, Row,
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions},
+};
+use tracing::info;
+
+use super::{
+    KnownIdCache, PageRequest, Store, conflict_or_internal,
+    rows::{self, membership_columns},
+};
+use crate::{
+    domain::{
+        Date, Id, Idempotency, Timestamp,
+        check::{CheckedBatch, Known, References},
+        records::RecordKey,
+        registry::{
+            Agency, Membership, MembershipPatch, NewAgency, NewMembership, NewPartnership, Partnership,
+        },
+        submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
+    },
+    error::{Error, Result, reason},
+};
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    known: Arc<KnownIdCache>,
+}
+
+/// Connections per replica; PostgreSQL's default limit is 100 in all.
+const MAX_CONNECTIONS: u32 = 16;
+
+impl PostgresStore {
+    /// Connects and brings the schema up to date. sqlx holds a PostgreSQL advisory
+    /// lock while migrating, so replicas starting together apply each migration once.
+    pub async fn open(url: &str) -> anyhow::Result<PostgresStore> {
+        let options = PgConnectOptions::from_str(url)?.application_name("partnership-metrics");
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {e}"))?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("migrating the PostgreSQL database: {e}"))?;
+        info!("PostgreSQL database open and migrated");
+        Ok(PostgresStore { pool, known: Arc::default() })
+    }
+}
+
+/// The outcome of claiming a request id inside a write transaction.
+enum Claim<T> {
+    /// The id is ours; the response must be recorded before commit.
+    Claimed,
+    /// An earlier request with the id committed this response.
+    Replayed(T),
+}
+
+/// Claims `idem` for this transaction, or returns the stored response of the earlier
+/// request with the same id (REQUEST_ID_REUSED when that was a different request).
+/// If another transaction holds the claim, this waits for it to finish.
+async fn claim<T: DeserializeOwned>(conn: &mut PgConnection, idem: &Idempotency) -> Result<Claim<T>> {
+    let inserted = sqlx::query(
+        "INSERT INTO request_log (request_id, method, fingerprint, response, create_time) \
+         VALUES ($1, $2, $3, '', $4) ON CONFLICT (request_id) DO NOTHING RETURNING 1",
+    )
+    .bind(idem.request_id.as_str())
+    .bind(idem.method)
+    .bind(&idem.fingerprint[..])
+    .bind(Timestamp::now().0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if inserted.is_some() {
+        return Ok(Claim::Claimed);
+    }
+    match stored_response(conn, idem).await? {
+        Some(response) => Ok(Claim::Replayed(response)),
+        None => Err(Error::internal(anyhow::anyhow!(
+            "request id {} claimed but not stored",
+            idem.request_id.as_str()
+        ))),
+    }
+}
+
+async fn stored_response<T: DeserializeOwned>(
+    conn: &mut PgConnection,
+    idem: &Idempotency,
+) -> Result<Option<T>> {
+    let row = sqlx::query("SELECT method, fingerprint, response FROM request_log WHERE request_id = $1")
+        .bind(idem.request_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let method: String = row.try_get(0)?;
+    let fingerprint: Vec<u8> = row.try_get(1)?;
+    if method != idem.method || fingerprint != idem.fingerprint {
+        return Err(Error::request_id_reused());
+    }
+    let response: String = row.try_get(2)?;
+    serde_json::from_str(&response)
+        .map(Some)
+        .map_err(|e| Error::internal(anyhow::anyhow!("decoding stored response of {}: {e}", idem.method)))
+}
+
+/// Records the response of the request that claimed the id.
+async fn remember<T: Serialize>(conn: &mut PgConnection, idem: &Idempotency, response: &T) -> Result<()> {
+    let json = serde_json::to_string(response).map_err(|e| Error::internal(e.into()))?;
+    sqlx::query("UPDATE request_log SET response = $2 WHERE request_id = $1")
+        .bind(idem.request_id.as_str())
+        .bind(json)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Serialises the adoption and endorsement checks, and membership changes, of one
+/// partnership across replicas, until the transaction ends.
+async fn lock_principles(conn: &mut PgConnection, partnership: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('pm-principles/' || $1, 0))")
+        .bind(partnership)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn bump_data_version(conn: &mut PgConnection, partnership: &Id) -> Result<()> {
+    sqlx::query("UPDATE partnerships SET data_version = data_version + 1 WHERE id = $1")
+        .bind(partnership.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether an error is a deadlock or serialization failure, which a retry resolves.
+pub(crate) fn is_retryable(e: &Error) -> bool {
+    e.source
+        .as_ref()
+        .and_then(|s| s.downcast_ref::<sqlx::Error>())
+        .and_then(|e| match e {
+            sqlx::Error::Database(db) => db.code(),
+            _ => None,
+        })
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+fn limit(page: &PageRequest) -> i64 {
+    i64::from(page.limit)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_agency(&self, agency: NewAgency, idem: Option<Idempotency>) -> Result<Agency> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(idem) = &idem
+            && let Claim::Replayed(done) = claim(&mut tx, idem).await?
+        {
+            return Ok(done);
+        }
+        let created = Agency {
+            id: agency.id,
+            display_name: agency.display_name,
+            sector: agency.sector,
+            create_time: Timestamp::now(),
+        };
+        sqlx::query("INSERT INTO agencies (id, display_name, sector, create_time) VALUES ($1, $2, $3, $4)")
+            .bind(created.id.as_str())
+            .bind(&created.display_name)
+            .bind(created.sector.as_str())
+            .bind(created.create_time.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                conflict_or_internal(e, || {
+                    Error::already_exists(
+                        reason::AGENCY_EXISTS,
+                        format!("agency {} already exists", created.id),
+                    )
+                    .with_metadata("agency", created.id.as_str())
+                })
+            })?;
+        if let Some(idem) = &idem {
+            remember(&mut tx, idem, &created).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_agency(&self, id: &Id) -> Result<Option<Agency>> {
+        let row = sqlx::query("SELECT id, display_name, sector, create_time FROM agencies WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::agency).transpose()
+    }
+
+    async fn list_agencies(&self, page: PageRequest) -> Result<Vec<Agency>> {
+        let rows = sqlx::query(
+            "SELECT id, display_name, sector, create_time FROM agencies WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(limit(&page))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::agency).collect()
+    }
+
+    async fn create_partnership(
+        &self,
+        partnership: NewPartnership,
+        idem: Option<Idempotency>,
+    ) -> Result<Partnership> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(idem) = &idem
+            && let Claim::Replayed(done) = claim(&mut tx, idem).await?
+        {
+            return Ok(done);
+        }
+        let created = Partnership {
+            id: partnership.id,
+            display_name: partnership.display_name,
+            purpose: partnership.purpose,
+            create_time: Timestamp::now(),
+        };
+        sqlx::query(
+            "INSERT INTO partnerships (id, display_name, purpose, create_time) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(created.id.as_str())
+        .bind(&created.display_name)
+        .bind(&created.purpose)
+        .bind(created.create_time.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            conflict_or_internal(e, || {
+                Error::already_exists(
+                    reason::PARTNERSHIP_EXISTS,
+                    format!("partnership {} already exists", created.id),
+                )
+                .with_metadata("partnership", created.id.as_str())
+            })
+        })?;
+        if let Some(idem) = &idem {
+            remember(&mut tx, idem, &created).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_partnership(&self, id: &Id) -> Result<Option<Partnership>> {
+        let row =
+            sqlx::query("SELECT id, display_name, purpose, create_time FROM partnerships WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(rows::partnership).transpose()
+    }
+
+    async fn list_partnerships(&self, page: PageRequest) -> Result<Vec<Partnership>> {
+        let rows = sqlx::query(
+            "SELECT id, display_name, purpose, create_time FROM partnerships WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(limit(&page))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::partnership).collect()
+    }
+
+    async fn create_membership(
+        &self,
+        membership: NewMembership,
+        idem: Option<Idempotency>,
+    ) -> Result<Membership> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(idem) = &idem
+            && let Claim::Replayed(done) = claim(&mut tx, idem).await?
+        {
+            return Ok(done);
+        }
+        lock_principles(&mut tx, membership.partnership.as_str()).await?;
+        let now = Timestamp::now();
+        let created = Membership {
+            partnership: membership.partnership,
+            agency: membership.agency,
+            terms: membership.terms,
+            create_time: now,
+            update_time: now,
+        };
+        sqlx::query(
+            "INSERT INTO memberships (partnership_id, agency_id, role, start_date, end_date, create_time, update_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(created.partnership.as_str())
+        .bind(created.agency.as_str())
+        .bind(created.terms.role.as_str())
+        .bind(created.terms.start_date.to_string())
+        .bind(created.terms.end_date.map(|d| d.to_string()))
+        .bind(now.0)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            conflict_or_internal(e, || {
+                Error::already_exists(
+                    reason::MEMBERSHIP_EXISTS,
+                    format!(
+                        "agency {} already has a membership of partnership {}; edit it with UpdateMembership",
+                        created.agency, created.partnership
+                    ),
+                )
+                .with_metadata("partnership", created.partnership.as_str())
+                .with_metadata("agency", created.agency.as_str())
+            })
+        })?;
+        bump_data_version(&mut tx, &created.partnership).await?;
+        if let Some(idem) = &idem {
+            remember(&mut tx, idem, &created).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn update_membership(
+        &self,
+        partnership: &Id,
+        agency: &Id,
+        patch: MembershipPatch,
+    ) -> Result<Membership> {
+        let mut tx = self.pool.begin().await?;
+        lock_principles(&mut tx, partnership.as_str()).await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM memberships WHERE partnership_id = $1 AND agency_id = $2 FOR UPDATE"
+        ))
+        .bind(partnership.as_str())
+        .bind(agency.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(super::unknown_membership(partnership, agency));
+        };
+        let mut membership = rows::membership(&row)?;
+        membership.terms = patch.apply(membership.terms).map_err(|field| {
+            Error::invalid_field(reason::INVALID_REQUEST, field, "end_date must not be before start_date")
+        })?;
+        membership.update_time = Timestamp::now();
+        sqlx::query(
+            "UPDATE memberships SET role = $1, start_date = $2, end_date = $3, update_time = $4 \
+             WHERE partnership_id = $5 AND agency_id = $6",
+        )
+        .bind(membership.terms.role.as_str())
+        .bind(membership.terms.start_date.to_string())
+        .bind(membership.terms.end_date.map(|d| d.to_string()))
+        .bind(membership.update_time.0)
+        .bind(partnership.as_str())
+        .bind(agency.as_str())
+        .execute(&mut *tx)
+        .await?;
+        bump_data_version(&mut tx, partnership).await?;
+        tx.commit().await?;
+        Ok(membership)
+    }
+
+    async fn list_memberships(&self, partnership: &Id, page: PageRequest) -> Result<Vec<Membership>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM memberships WHERE partnership_id = $1 AND agency_id > $2 ORDER BY agency_id LIMIT $3"
+        ))
+        .bind(partnership.as_str())
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(limit(&page))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::membership).collect()
+    }
+
+    async fn known_ids(&self, refs: &References) -> Result<Known> {
+        self.known_ids_impl(refs).await
+    }
+
+    async fn replay_submission(&self, idem: &Idempotency) -> Result<Option<SubmitOutcome>> {
+        let mut conn = self.pool.acquire().await?;
+        stored_response(&mut conn, idem).await
+    }
+
+    async fn submit_records(&self, batch: CheckedBatch, idem: Option<Idempotency>) -> Result<SubmitOutcome> {
+        self.submit_records_impl(batch, idem).await
+    }
+
+    async fn list_records(&self, filter: &RecordFilter, page: PageRequest) -> Result<Vec<StoredRecord>> {
+        self.list_records_impl(filter, page).await
+    }
+
+    async fn list_record_revisions(&self, key: &RecordKey, page: PageRequest) -> Result<Vec<RecordRevision>> {
+        self.list_record_revisions_impl(key, page).await
+    }
+
+    async fn report_data(&self, partnership: &Id, from: Date, to: Date) -> Result<Option<ReportData>> {
+        self.report_data_impl(partnership, from, to).await
+    }
+
+    async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM request_log WHERE create_time < $1")
+            .bind(older_than.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

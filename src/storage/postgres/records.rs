@@ -1,0 +1,342 @@
+//! Records on PostgreSQL: set-based writes (`INSERT ... SELECT FROM UNNEST`, one
+//! statement per table per batch, never a statement per record), the audit trail,
+//! listings and report reads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::{PgConnection, Row};
+use tracing::debug;
+
+use super::{Claim, PostgresStore, claim, is_retryable, lock_principles, remember};
+use crate::{
+    domain::{
+        Date, Id, Idempotency, Timestamp,
+        check::{CheckedBatch, FactQuery, Known, PreconditionFacts, References},
+        records::{RecordKey, RecordKind},
+        submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
+    },
+    error::{Error, Result},
+    storage::{
+        PageRequest,
+        batch::PreparedBatch,
+        codec,
+        rows::{self, corrupt, date_col, id_col, membership_columns},
+    },
+};
+
+/// Attempts of a batch that meets a deadlock or a serialization failure.
+const ATTEMPTS: usize = 5;
+
+impl PostgresStore {
+    pub(super) async fn known_ids_impl(&self, refs: &References) -> Result<Known> {
+        let (mut known, agencies, partnerships) = self.known.split(refs);
+        let found_agencies = self.existing_ids("agencies", &agencies).await?;
+        let found_partnerships = self.existing_ids("partnerships", &partnerships).await?;
+        self.known.learn(&mut known, found_agencies, found_partnerships);
+        Ok(known)
+    }
+
+    async fn existing_ids(&self, table: &'static str, ids: &[Id]) -> Result<Vec<Id>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = ids.iter().map(Id::as_str).collect();
+        let sql = match table {
+            "agencies" => "SELECT id FROM agencies WHERE id = ANY($1)",
+            _ => "SELECT id FROM partnerships WHERE id = ANY($1)",
+        };
+        let rows = sqlx::query(sql).bind(&names).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| id_col(r, 0)).collect()
+    }
+
+    pub(super) async fn submit_records_impl(
+        &self,
+        batch: CheckedBatch,
+        idem: Option<Idempotency>,
+    ) -> Result<SubmitOutcome> {
+        let mut attempt = 1;
+        loop {
+            match self.try_submit(&batch, idem.as_ref()).await {
+                Err(e) if attempt < ATTEMPTS && is_retryable(&e) => {
+                    debug!(attempt, "retrying a batch after a deadlock or serialization failure");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_submit(&self, batch: &CheckedBatch, idem: Option<&Idempotency>) -> Result<SubmitOutcome> {
+        let query = batch.fact_query();
+        let mut tx = self.pool.begin().await?;
+        if let Some(idem) = idem
+            && let Claim::Replayed(done) = claim(&mut tx, idem).await?
+        {
+            return Ok(done);
+        }
+        let facts = if query.is_empty() {
+            PreconditionFacts::default()
+        } else {
+            // In id order, so two batches never wait on each other's locks in a cycle.
+            let partnerships: BTreeSet<&Id> = query
+                .memberships
+                .iter()
+                .map(|(p, _)| p)
+                .chain(query.adoptions.iter().map(|(p, _)| p))
+                .collect();
+            for p in partnerships {
+                lock_principles(&mut tx, p.as_str()).await?;
+            }
+            load_facts(&mut tx, &query).await?
+        };
+        let records = batch.apply_preconditions(&facts)?;
+        let prepared = PreparedBatch::new(&records)?;
+        let now = Timestamp::now();
+        let request_id = idem.map(|i| i.request_id.as_str().to_string());
+
+        // Keys are in ascending order (PreparedBatch), and WITH ORDINALITY keeps them
+        // so, so concurrent batches lock overlapping rows in the same order.
+        let keys = &prepared.keys;
+        let rows = sqlx::query(
+            "INSERT INTO records (key, kind, partnership_id, reporting_agency, span_start, span_end, revision, update_time) \
+             SELECT key, kind, partnership_id, reporting_agency, span_start, span_end, writes, $8 \
+             FROM UNNEST($1::text[], $2::int2[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[]) \
+                  WITH ORDINALITY AS t(key, kind, partnership_id, reporting_agency, span_start, span_end, writes, ord) \
+             ORDER BY ord \
+             ON CONFLICT (key) DO UPDATE SET reporting_agency = EXCLUDED.reporting_agency, \
+                 span_start = EXCLUDED.span_start, span_end = EXCLUDED.span_end, \
+                 revision = records.revision + EXCLUDED.revision, update_time = EXCLUDED.update_time \
+             RETURNING key, id, revision",
+        )
+        .bind(keys.iter().map(|w| w.key.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|w| w.kind).collect::<Vec<_>>())
+        .bind(keys.iter().map(|w| w.partnership.as_deref()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|w| w.reporting_agency.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|w| w.span_start.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|w| w.span_end.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|w| w.writes).collect::<Vec<_>>())
+        .bind(now.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut written = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            written
+                .insert(row.try_get::<String, _>(0)?, (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?));
+        }
+        let (outcome, revisions) = prepared.finish(&written, now)?;
+        sqlx::query(
+            "INSERT INTO record_revisions (record_id, revision, reporting_agency, request_id, commit_time, content) \
+             SELECT record_id, revision, reporting_agency, $4, $5, content \
+             FROM UNNEST($1::int8[], $2::int8[], $3::text[], $6::bytea[]) \
+                  AS t(record_id, revision, reporting_agency, content)",
+        )
+        .bind(revisions.iter().map(|r| r.record_id).collect::<Vec<_>>())
+        .bind(revisions.iter().map(|r| r.revision).collect::<Vec<_>>())
+        .bind(revisions.iter().map(|r| r.reporting_agency.as_str()).collect::<Vec<_>>())
+        .bind(&request_id)
+        .bind(now.0)
+        .bind(revisions.iter().map(|r| r.content.as_slice()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        bump_versions(&mut tx, &prepared).await?;
+        if let Some(idem) = idem {
+            remember(&mut tx, idem, &outcome).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub(super) async fn list_records_impl(
+        &self,
+        filter: &RecordFilter,
+        page: PageRequest,
+    ) -> Result<Vec<StoredRecord>> {
+        // Absent filters are NULL and match everything; one statement serves all.
+        let rows = sqlx::query(
+            "SELECT r.key, v.content, r.revision, r.update_time FROM records r \
+             JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
+             WHERE r.key > $1 \
+               AND ($2::text IS NULL OR r.partnership_id = $2) \
+               AND ($3::int2 IS NULL OR r.kind = $3) \
+               AND ($4::text IS NULL OR r.reporting_agency = $4) \
+               AND ((r.kind = 2 AND r.span_start <= $6 AND r.span_end >= $5) \
+                    OR (r.kind <> 2 AND r.span_start >= $5 AND r.span_end <= $6)) \
+             ORDER BY r.key LIMIT $7",
+        )
+        .bind(page.after.unwrap_or_default())
+        .bind(filter.partnership.as_ref().map(Id::as_str))
+        .bind(filter.kind.map(RecordKind::code))
+        .bind(filter.agency.as_ref().map(Id::as_str))
+        .bind(filter.from.unwrap_or(Date::MIN).to_string())
+        .bind(filter.to.unwrap_or(Date::MAX).to_string())
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredRecord {
+                    key: RecordKey::from_stored(row.try_get(0)?),
+                    record: codec::decode(&row.try_get::<Vec<u8>, _>(1)?)?,
+                    revision: row.try_get(2)?,
+                    update_time: Timestamp(row.try_get(3)?),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn list_record_revisions_impl(
+        &self,
+        key: &RecordKey,
+        page: PageRequest,
+    ) -> Result<Vec<RecordRevision>> {
+        let after: i64 = page.after.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let rows = sqlx::query(
+            "SELECT revision, reporting_agency, request_id, commit_time, content, previous FROM ( \
+               SELECT revision, reporting_agency, request_id, commit_time, content, \
+                      LAG(content) OVER (ORDER BY revision) AS previous \
+               FROM record_revisions WHERE record_id = (SELECT id FROM records WHERE key = $1)) AS h \
+             WHERE revision > $2 ORDER BY revision LIMIT $3",
+        )
+        .bind(key.as_str())
+        .bind(after)
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let previous: Option<Vec<u8>> = row.try_get(5)?;
+                Ok(RecordRevision {
+                    key: key.clone(),
+                    revision: row.try_get(0)?,
+                    submitting_agency: id_col(row, 1)?,
+                    request_id: row.try_get(2)?,
+                    commit_time: Timestamp(row.try_get(3)?),
+                    record: codec::decode(&row.try_get::<Vec<u8>, _>(4)?)?,
+                    previous: previous.as_deref().map(codec::decode).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn report_data_impl(
+        &self,
+        partnership: &Id,
+        from: Date,
+        to: Date,
+    ) -> Result<Option<ReportData>> {
+        // One snapshot for memberships and records.
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+        let exists = sqlx::query("SELECT 1 FROM partnerships WHERE id = $1")
+            .bind(partnership.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let memberships = sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM memberships WHERE partnership_id = $1"
+        ))
+        .bind(partnership.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(rows::membership)
+        .collect::<Result<Vec<_>>>()?;
+        let events_from = from.first_of_month_minus(24).unwrap_or(Date::MIN).to_string();
+        let rows = sqlx::query(
+            "SELECT v.content FROM records r \
+               JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
+               WHERE r.partnership_id = $1 AND r.kind IN (1, 2, 3, 4, 5, 9) AND r.span_end >= $2 AND r.span_start <= $3 \
+             UNION ALL \
+             SELECT v.content FROM records r \
+               JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
+               WHERE r.partnership_id = $1 AND r.kind IN (6, 7) AND r.span_start <= $3 \
+             UNION ALL \
+             SELECT v.content FROM records r \
+               JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
+               WHERE r.kind = 8 AND r.span_start >= $4 AND r.span_start <= $3 \
+                 AND r.reporting_agency IN (SELECT agency_id FROM memberships WHERE partnership_id = $1)",
+        )
+        .bind(partnership.as_str())
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .bind(events_from)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let records = rows
+            .iter()
+            .map(|row| codec::decode(&row.try_get::<Vec<u8>, _>(0)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(ReportData { memberships, records }))
+    }
+}
+
+/// Loads, inside the write transaction, the stored facts the precondition checks need.
+async fn load_facts(conn: &mut PgConnection, query: &FactQuery) -> Result<PreconditionFacts> {
+    let mut facts = PreconditionFacts::default();
+    for (partnership, agency) in &query.memberships {
+        let row = sqlx::query(
+            "SELECT role, start_date, end_date FROM memberships WHERE partnership_id = $1 AND agency_id = $2",
+        )
+        .bind(partnership.as_str())
+        .bind(agency.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = row {
+            facts.memberships.insert((partnership.clone(), agency.clone()), rows::membership_terms(&row, 0)?);
+        }
+    }
+    for (partnership, version) in &query.adoptions {
+        let key = format!("{}/{partnership}/{version}", RecordKind::PrinciplesAdoption.snake_name());
+        let row = sqlx::query("SELECT span_start FROM records WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row
+            && let Some(date) = date_col(&row, 0)?
+        {
+            facts.adoptions.insert((partnership.clone(), *version), date);
+        }
+    }
+    for (partnership, version) in &query.endorsements {
+        // The same key range as on SQLite: "C" collation compares bytes.
+        let prefix = format!("{}/{partnership}/{version}/", RecordKind::PrinciplesEndorsement.snake_name());
+        let upper = format!("{}0", &prefix[..prefix.len() - 1]);
+        let rows =
+            sqlx::query("SELECT reporting_agency, span_start FROM records WHERE key >= $1 AND key < $2")
+                .bind(&prefix)
+                .bind(&upper)
+                .fetch_all(&mut *conn)
+                .await?;
+        let mut endorsements = BTreeMap::new();
+        for row in &rows {
+            let date = date_col(row, 1)?.ok_or_else(|| corrupt("endorsement date", "NULL"))?;
+            endorsements.insert(id_col(row, 0)?, date);
+        }
+        facts.endorsements.insert((partnership.clone(), *version), endorsements);
+    }
+    Ok(facts)
+}
+
+/// Bumps the data version of every partnership the batch can change, locking the
+/// rows in id order so concurrent batches cannot deadlock on them.
+async fn bump_versions(conn: &mut PgConnection, prepared: &PreparedBatch) -> Result<()> {
+    let partnerships: Vec<&str> = prepared.partnerships.iter().map(String::as_str).collect();
+    let agencies: Vec<&str> = prepared.event_agencies.iter().map(String::as_str).collect();
+    sqlx::query(
+        "WITH touched AS ( \
+           SELECT id FROM partnerships \
+           WHERE id = ANY($1) OR id IN (SELECT partnership_id FROM memberships WHERE agency_id = ANY($2)) \
+           ORDER BY id FOR UPDATE) \
+         UPDATE partnerships p SET data_version = data_version + 1 FROM touched WHERE p.id = touched.id",
+    )
+    .bind(&partnerships)
+    .bind(&agencies)
+    .execute(&mut *conn)
+    .await
+    .map_err(Error::from)?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Rows to domain values, the same for every backend: both store ids and dates as
+//! text, times as 64-bit integers and record contents as bytes.
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use crate::{
+    domain::{
+        Date, Id, Timestamp,
+        registry::{Agency, Membership, MembershipTerms, Partnership, Role, Sector},
+    },
+    error::{Error, Result},
+};
+
+/// What a row of any backend must decode for these helpers.
+pub(crate) trait AnyRow: Row
+where
+    usize: ColumnIndex<Self>,
+{
+    fn text(&self, i: usize) -> Result<String>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>>;
+    fn int(&self, i: usize) -> Result<i64>;
+}
+
+impl<R> AnyRow for R
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, i: usize) -> Result<String> {
+        Ok(self.try_get(i)?)
+    }
+
+    fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        Ok(self.try_get(i)?)
+    }
+
+    fn int(&self, i: usize) -> Result<i64> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+pub(crate) fn corrupt(what: &str, value: &str) -> Error {
+    Error::internal(anyhow::anyhow!("stored {what} {value:?} is not valid"))
+}
+
+pub(crate) fn id_col<R: AnyRow>(row: &R, i: usize) -> Result<Id>
+where
+    usize: ColumnIndex<R>,
+{
+    let s = row.text(i)?;
+    Id::parse(&s).map_err(|_| corrupt("id", &s))
+}
+
+pub(crate) fn date_col<R: AnyRow>(row: &R, i: usize) -> Result<Option<Date>>
+where
+    usize: ColumnIndex<R>,
+{
+    row.opt_text(i)?.map(|s| Date::parse(&s).map_err(|_| corrupt("date", &s))).transpose()
+}
+
+/// Columns: id, display_name, sector, create_time.
+pub(crate) fn agency<R: AnyRow>(row: &R) -> Result<Agency>
+where
+    usize: ColumnIndex<R>,
+{
+    let sector = row.text(2)?;
+    Ok(Agency {
+        id: id_col(row, 0)?,
+        display_name: row.text(1)?,
+        sector: Sector::from_name(&sector).ok_or_else(|| corrupt("sector", &sector))?,
+        create_time: Timestamp(row.int(3)?),
+    })
+}
+
+/// Columns: id, display_name, purpose, create_time.
+pub(crate) fn partnership<R: AnyRow>(row: &R) -> Result<Partnership>
+where
+    usize: ColumnIndex<R>,
+{
+    Ok(Partnership {
+        id: id_col(row, 0)?,
+        display_name: row.text(1)?,
+        purpose: row.text(2)?,
+        create_time: Timestamp(row.int(3)?),
+    })
+}
+
+/// The membership columns in the order [`membership`] reads them.
+macro_rules! membership_columns {
+    () => {
+        "partnership_id, agency_id, role, start_date, end_date, create_time, update_time"
+    };
+}
+pub(crate) use membership_columns;
+
+pub(crate) fn membership_terms<R: AnyRow>(row: &R, first: usize) -> Result<MembershipTerms>
+where
+    usize: ColumnIndex<R>,
+{
+    let role = row.text(first)?;
+    Ok(MembershipTerms {
+        role: Role::from_name(&role).ok_or_else(|| corrupt("role", &role))?,
+        start_date: date_col(row, first + 1)?.ok_or_else(|| corrupt("start date", "NULL"))?,
+        end_date: date_col(row, first + 2)?,
+    })
+}
+
+pub(crate) fn membership<R: AnyRow>(row: &R) -> Result<Membership>
+where
+    usize: ColumnIndex<R>,
+{
+    Ok(Membership {
+        partnership: id_col(row, 0)?,
+        agency: id_col(row, 1)?,
+        terms: membership_terms(row, 2)?,
+        create_time: Timestamp(row.int(5)?),
+        update_time: Timestamp(row.int(6)?),
+    })
+}
