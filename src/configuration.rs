@@ -119,6 +119,11 @@ pub struct ServeArgs {
     /// exits anyway.
     #[arg(long, env = "PM_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Memory for computed reports, in MiB; a cached report is served until its
+    /// partnership's data changes. 0 turns the cache off.
+    #[arg(long, env = "PM_REPORT_CACHE_MIB", default_value_t = 64)]
+    pub report_cache_mib: usize,
 }
 
 /// What the server needs to start; built from [`ServeArgs`] or directly by tests.
@@ -127,6 +132,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: String,
     pub shutdown_grace: Duration,
+    pub report_cache_mib: usize,
 }
 
 impl From<ServeArgs> for Settings {
@@ -135,6 +141,7 @@ impl From<ServeArgs> for Settings {
             listen: a.listen,
             database_url: a.database_url,
             shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
+            report_cache_mib: a.report_cache_mib,
         }
     }
 }

@@ -15,11 +15,11 @@ use crate::{
     grpc::{
         layers::{IdentityLayer, RpcTraceLayer},
         registry::RegistryApi,
-        reports::ReportApi,
+        reports::{ReportApi, ReportRoutes},
         submission::SubmissionApi,
     },
     pb::{
-        self, registry_service_server::RegistryServiceServer, report_service_server::ReportServiceServer,
+        self, registry_service_server::RegistryServiceServer,
         submission_service_server::SubmissionServiceServer,
     },
     storage::{self, Store},
@@ -40,6 +40,7 @@ pub struct Application {
     local_addr: SocketAddr,
     store: Arc<dyn Store>,
     shutdown_grace: Duration,
+    report_cache_bytes: usize,
 }
 
 impl Application {
@@ -52,7 +53,13 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
-        Ok(Application { listener, local_addr, store, shutdown_grace: settings.shutdown_grace })
+        Ok(Application {
+            listener,
+            local_addr,
+            store,
+            shutdown_grace: settings.shutdown_grace,
+            report_cache_bytes: settings.report_cache_mib << 20,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -66,7 +73,7 @@ impl Application {
     /// Serves until `shutdown` completes, then: health NOT_SERVING, no new calls,
     /// in-flight calls get the grace period to finish, the database is closed.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Application { listener, local_addr, store, shutdown_grace } = self;
+        let Application { listener, local_addr, store, shutdown_grace, report_cache_bytes } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         // Each reflection version also lists the other, since both are served.
         let reflection = || {
@@ -88,7 +95,7 @@ impl Application {
         let (draining_tx, draining) = tokio::sync::watch::channel(false);
         let submission = SubmissionServiceServer::new(SubmissionApi::new(store.clone(), draining))
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let reports = ReportServiceServer::new(ReportApi::new(store.clone()));
+        let reports = ReportRoutes::new(ReportApi::new(store.clone(), report_cache_bytes));
 
         // The database is open and migrated by now (Application::build), so every
         // service can report SERVING from the first call.

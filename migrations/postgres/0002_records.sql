@@ -8,8 +8,9 @@ CREATE TABLE records (
     kind             SMALLINT NOT NULL,
     partnership_id   TEXT COLLATE "C" REFERENCES partnerships (id),
     reporting_agency TEXT COLLATE "C" NOT NULL REFERENCES agencies (id),
-    span_start       TEXT COLLATE "C" NOT NULL,
-    span_end         TEXT COLLATE "C" NOT NULL,
+    -- Days since 1970-01-01, as on SQLite.
+    span_start       BIGINT   NOT NULL,
+    span_end         BIGINT   NOT NULL,
     revision         BIGINT   NOT NULL,
     update_time      BIGINT   NOT NULL
 );
@@ -20,7 +21,6 @@ CREATE INDEX records_by_agency ON records (reporting_agency, kind, span_start);
 CREATE TABLE record_revisions (
     record_id        BIGINT NOT NULL REFERENCES records (id),
     revision         BIGINT NOT NULL,
-    reporting_agency TEXT   NOT NULL,
     request_id       TEXT,
     commit_time      BIGINT NOT NULL,
     content          BYTEA  NOT NULL,

@@ -13,9 +13,10 @@ CREATE TABLE records (
     -- NULL for restructuring events, which belong to an agency only.
     partnership_id   TEXT    REFERENCES partnerships (id),
     reporting_agency TEXT    NOT NULL REFERENCES agencies (id),
-    -- The days the record speaks of: its period, a contract's term, or a date.
-    span_start       TEXT    NOT NULL,
-    span_end         TEXT    NOT NULL,
+    -- The days the record speaks of (its period, a contract's term, or a date), as
+    -- days since 1970-01-01: compared on every report read and bound on every write.
+    span_start       INTEGER NOT NULL,
+    span_end         INTEGER NOT NULL,
     -- The current revision, whose content is the record.
     revision         INTEGER NOT NULL,
     update_time      INTEGER NOT NULL
@@ -30,8 +31,7 @@ CREATE INDEX records_by_agency ON records (reporting_agency, kind, span_start);
 CREATE TABLE record_revisions (
     record_id        INTEGER NOT NULL REFERENCES records (id),
     revision         INTEGER NOT NULL,
-    -- The reporting agency as stated in the record.
-    reporting_agency TEXT    NOT NULL,
+    -- The content states the reporting agency; the request id is the batch's.
     request_id       TEXT,
     commit_time      INTEGER NOT NULL,
     content          BLOB    NOT NULL,

@@ -96,6 +96,17 @@ pub async fn load_records(
     batch_size: usize,
     stats: &mut LoadStats,
 ) -> anyhow::Result<()> {
+    load_records_limited(channel, synth, batch_size, usize::MAX, stats).await
+}
+
+/// As [`load_records`], the first `limit` records only.
+pub async fn load_records_limited(
+    channel: Channel,
+    synth: Synth,
+    batch_size: usize,
+    limit: usize,
+    stats: &mut LoadStats,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut client = SubmissionServiceClient::new(channel)
         .max_encoding_message_size(64 << 20)
@@ -106,7 +117,7 @@ pub async fn load_records(
     let c = synth.config;
     let prefix = format!("synth-{}x{}-{}-b{batch_size}", c.partnerships, c.members, c.seed);
     let producer = tokio::task::spawn_blocking(move || {
-        let mut records = synth.records();
+        let mut records = synth.records().take(limit);
         let mut index = 0u64;
         loop {
             let batch: Vec<pb::Record> = records.by_ref().take(batch_size).collect();

@@ -113,6 +113,23 @@ impl Date {
     }
 }
 
+impl Date {
+    /// The date `days` after 1970-01-01, or `None` outside 1900-01-01..=9999-12-31.
+    pub fn from_days(days: i32) -> Option<Date> {
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i32::from(month <= 2);
+        Date::from_ymd(u16::try_from(year).ok()?, month as u8, day as u8).ok()
+    }
+}
+
 pub fn is_leap_year(year: u16) -> bool {
     (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
@@ -205,6 +222,24 @@ mod tests {
         assert_eq!(d.first_of_month_minus(11).unwrap().to_string(), "2025-10-01");
         assert_eq!(d.first_of_month_minus(23).unwrap().to_string(), "2024-10-01");
         assert_eq!(Date::parse("1900-03-15").unwrap().first_of_month_minus(3), None);
+    }
+
+    #[test]
+    fn days_round_trip_over_the_whole_range() {
+        for d in
+            [Date::MIN, Date::MAX, Date::parse("2024-02-29").unwrap(), Date::parse("1970-01-01").unwrap()]
+        {
+            assert_eq!(Date::from_days(d.to_days()), Some(d));
+        }
+        let mut d = Date::parse("1999-12-25").unwrap();
+        for _ in 0..800 {
+            let next = Date::from_days(d.to_days() + 1).unwrap();
+            assert!(next > d);
+            assert_eq!(next.pred(), Some(d));
+            d = next;
+        }
+        assert_eq!(Date::from_days(Date::MIN.to_days() - 1), None);
+        assert_eq!(Date::from_days(Date::MAX.to_days() + 1), None);
     }
 
     #[test]

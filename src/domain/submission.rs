@@ -33,7 +33,6 @@ pub struct RecordRevision {
     pub revision: i64,
     pub record: Record,
     pub previous: Option<Record>,
-    pub submitting_agency: Id,
     pub request_id: Option<String>,
     pub commit_time: Timestamp,
 }

@@ -8,5 +8,6 @@ pub mod layers;
 pub mod pagination;
 pub mod records;
 pub mod registry;
+pub mod report_cache;
 pub mod reports;
 pub mod submission;

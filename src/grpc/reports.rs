@@ -3,17 +3,26 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    pin::Pin,
+    convert::Infallible,
+    marker::PhantomData,
     sync::Arc,
+    task::{Context, Poll},
 };
 
-use futures::Stream;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{
+    Status,
+    codec::{Codec, EncodeBuf, Encoder},
+    server::{Grpc, NamedService},
+};
+use tonic_prost::ProstDecoder;
 use tracing::{Instrument, instrument, warn};
 
-use super::{pagination::PageLimits, records::record_kind_to_pb};
+use super::{pagination::PageLimits, records::record_kind_to_pb, report_cache::ReportCache};
 use crate::{
     domain::{Id, Period, PeriodType},
     error::{Error, FieldViolation, Result, ViolationKind, reason},
@@ -21,7 +30,7 @@ use crate::{
         self, METHODOLOGY_VERSION, ReportOptions,
         report::{AlertCode, Band, Direction, Domain, InputValue, MissingReason, Report},
     },
-    pb::{self, report_service_server::ReportService},
+    pb,
     storage::{PageRequest, Store},
 };
 
@@ -35,29 +44,74 @@ const EXPORT_CHUNK: u32 = 100;
 #[derive(Debug, Clone)]
 pub struct ReportApi {
     store: Arc<dyn Store>,
+    cache: Arc<ReportCache>,
 }
 
-impl ReportApi {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        ReportApi { store }
-    }
-
-    /// The rejection of a report request (methodology 2.4): every bad field, and the
-    /// partnership if it is well formed but unknown.
-    async fn reject(&self, partnership: Option<&Id>, mut violations: Vec<FieldViolation>) -> Error {
-        if let Some(p) = partnership {
-            match self.store.get_partnership(p).await {
-                Ok(Some(_)) => {}
-                Ok(None) => violations.push(unknown_partnership()),
-                Err(e) => return e,
-            }
+/// The rejection of a report request (methodology 2.4): every bad field, and the
+/// partnership if it is well formed but unknown.
+async fn reject(
+    store: &Arc<dyn Store>,
+    partnership: Option<&Id>,
+    mut violations: Vec<FieldViolation>,
+) -> Error {
+    if let Some(p) = partnership {
+        match store.get_partnership(p).await {
+            Ok(Some(_)) => {}
+            Ok(None) => violations.push(unknown_partnership()),
+            Err(e) => return e,
         }
-        Error::rejected(
-            reason::INVALID_REPORT_REQUEST,
-            violations.into_iter().map(|v| (0, v)).collect(),
-            usize::MAX,
-        )
     }
+    Error::rejected(
+        reason::INVALID_REPORT_REQUEST,
+        violations.into_iter().map(|v| (0, v)).collect(),
+        usize::MAX,
+    )
+}
+
+/// Reports, encoded, one per (partnership, period) asked for, `None` for an unknown
+/// partnership: from the cache where the partnership's data has not changed since the
+/// report was computed, the rest computed from one storage read for all of them.
+/// Versions are read before the data, so an entry's data is never older than its
+/// version, whatever writes run in between.
+async fn reports(
+    store: &Arc<dyn Store>,
+    cache: &ReportCache,
+    items: &[(Id, Period)],
+    options: &ReportOptions,
+) -> Result<Vec<Option<Bytes>>> {
+    let options_key = options_key(options);
+    let mut out = vec![None; items.len()];
+    let mut missing = Vec::new();
+    for (i, (partnership, period)) in items.iter().enumerate() {
+        let Some(version) = store.data_version(partnership).await? else { continue };
+        match cache.get(&(partnership.clone(), *period, options_key.clone()), version) {
+            Some(hit) => out[i] = Some(hit),
+            None => missing.push((i, version)),
+        }
+    }
+    let (Some(from), Some(to)) = (
+        missing.iter().map(|&(i, _)| items[i].1.start()).min(),
+        missing.iter().map(|&(i, _)| items[i].1.end()).max(),
+    ) else {
+        return Ok(out);
+    };
+    let ids: Vec<Id> = missing
+        .iter()
+        .map(|&(i, _)| items[i].0.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let data = store.report_data(&ids, from, to).await?;
+    for (i, version) in missing {
+        let (partnership, period) = &items[i];
+        let Ok(at) = ids.binary_search(partnership) else { continue };
+        let d = &data[at];
+        let report = indicators::compute(partnership, *period, &d.memberships, &d.records, options);
+        let encoded = Bytes::from(report_to_pb(&report).encode_to_vec());
+        cache.put((partnership.clone(), *period, options_key.clone()), version, encoded.clone());
+        out[i] = Some(encoded);
+    }
+    Ok(out)
 }
 
 fn unknown_partnership() -> FieldViolation {
@@ -81,22 +135,30 @@ fn parse_period(path: &str, s: &str, violations: &mut Vec<FieldViolation>) -> Op
     Period::parse(s).map_err(|e| violations.push(FieldViolation::invalid(path, e))).ok()
 }
 
-/// A fingerprint of the options, for page tokens.
+/// A fingerprint of the options, for cache keys and page tokens.
 fn options_key(o: &ReportOptions) -> String {
     let weights: Vec<String> = o.weights.iter().map(|w| format!("{:x}", w.to_bits())).collect();
     format!("{}:{}", o.min_respondents, weights.join(","))
 }
 
-type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportReportsResponse, Status>> + Send + 'static>>;
+/// Appends field `tag` holding already-encoded message bytes: the wire form of a
+/// nested message, so cached reports go out without being decoded and re-encoded.
+fn put_message_field(tag: u32, message: &[u8], out: &mut BytesMut) {
+    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(message.len() as u64, out);
+    out.put_slice(message);
+}
 
-#[tonic::async_trait]
-impl ReportService for ReportApi {
+type ExportStream = ReceiverStream<std::result::Result<Bytes, Status>>;
+
+impl ReportApi {
+    pub fn new(store: Arc<dyn Store>, cache_bytes: usize) -> Self {
+        ReportApi { store, cache: Arc::new(ReportCache::new(cache_bytes)) }
+    }
+
+    /// GetPartnershipReport, answered with an encoded PartnershipReport.
     #[instrument(skip_all)]
-    async fn get_partnership_report(
-        &self,
-        request: Request<pb::GetPartnershipReportRequest>,
-    ) -> Result<Response<pb::PartnershipReport>, Status> {
-        let req = request.into_inner();
+    pub async fn get(&self, req: pb::GetPartnershipReportRequest) -> Result<Bytes> {
         let mut violations = Vec::new();
         let partnership = parse_id("partnership", &req.partnership, &mut violations);
         let period = parse_period("period", &req.period, &mut violations);
@@ -104,21 +166,21 @@ impl ReportService for ReportApi {
         let (Some(partnership), Some(period), Some(options), true) =
             (&partnership, period, options, violations.is_empty())
         else {
-            return Err(self.reject(partnership.as_ref(), violations).await.into());
+            return Err(reject(&self.store, partnership.as_ref(), violations).await);
         };
-        let Some(data) = self.store.report_data(partnership, period.start(), period.end()).await? else {
-            return Err(self.reject(None, vec![unknown_partnership()]).await.into());
-        };
-        let report = indicators::compute(partnership, period, &data.memberships, &data.records, &options);
-        Ok(Response::new(report_to_pb(&report)))
+        match reports(&self.store, &self.cache, &[(partnership.clone(), period)], &options)
+            .await?
+            .pop()
+            .flatten()
+        {
+            Some(encoded) => Ok(encoded),
+            None => Err(reject(&self.store, None, vec![unknown_partnership()]).await),
+        }
     }
 
+    /// ListPartnershipReports, answered with an encoded ListPartnershipReportsResponse.
     #[instrument(skip_all)]
-    async fn list_partnership_reports(
-        &self,
-        request: Request<pb::ListPartnershipReportsRequest>,
-    ) -> Result<Response<pb::ListPartnershipReportsResponse>, Status> {
-        let req = request.into_inner();
+    pub async fn list(&self, req: pb::ListPartnershipReportsRequest) -> Result<Bytes> {
         let mut violations = Vec::new();
         let partnership = parse_id("partnership", &req.partnership, &mut violations);
         let start = parse_period("start_period", &req.start_period, &mut violations);
@@ -135,7 +197,7 @@ impl ReportService for ReportApi {
         let (Some(partnership), Some(start), Some(end), Some(options), true) =
             (&partnership, start, end, options, violations.is_empty())
         else {
-            return Err(self.reject(partnership.as_ref(), violations).await.into());
+            return Err(reject(&self.store, partnership.as_ref(), violations).await);
         };
         let fingerprint = format!("reports:{partnership}:{start}:{end}:{}", options_key(&options));
         let page = super::pagination::Page::parse(req.page_size, &req.page_token, SERIES_PAGES, fingerprint)?;
@@ -159,40 +221,32 @@ impl ReportService for ReportApi {
             periods.push(p);
             next = p.succ();
         }
-        let in_page = periods.len().min(page.size as usize);
-        let (Some(from), Some(to)) = (periods.first(), in_page.checked_sub(1).and_then(|i| periods.get(i)))
-        else {
-            return Ok(Response::new(pb::ListPartnershipReportsResponse::default()));
-        };
-        let Some(data) = self.store.report_data(partnership, from.start(), to.end()).await? else {
-            return Err(self.reject(None, vec![unknown_partnership()]).await.into());
-        };
         let next_page_token = page.finish(&mut periods, |p| p.to_string());
-        let reports = periods
-            .iter()
-            .map(|&p| {
-                report_to_pb(&indicators::compute(partnership, p, &data.memberships, &data.records, &options))
-            })
-            .collect();
-        Ok(Response::new(pb::ListPartnershipReportsResponse { reports, next_page_token }))
+        let items: Vec<(Id, Period)> = periods.into_iter().map(|p| (partnership.clone(), p)).collect();
+        let mut out = BytesMut::new();
+        for encoded in reports(&self.store, &self.cache, &items, &options).await? {
+            let Some(encoded) = encoded else {
+                return Err(reject(&self.store, None, vec![unknown_partnership()]).await);
+            };
+            put_message_field(1, &encoded, &mut out);
+        }
+        if !next_page_token.is_empty() {
+            put_message_field(2, next_page_token.as_bytes(), &mut out);
+        }
+        Ok(out.freeze())
     }
 
-    type ExportReportsStream = ExportStream;
-
+    /// ExportReports: a stream of encoded ExportReportsResponse messages.
     #[instrument(skip_all)]
-    async fn export_reports(
-        &self,
-        request: Request<pb::ExportReportsRequest>,
-    ) -> Result<Response<Self::ExportReportsStream>, Status> {
-        let req = request.into_inner();
+    pub async fn export(&self, req: pb::ExportReportsRequest) -> Result<ExportStream> {
         let mut violations = Vec::new();
         let period = parse_period("period", &req.period, &mut violations);
         let options = parse_options(req.min_respondents, &req.weights, &mut violations);
         let (Some(period), Some(options), true) = (period, options, violations.is_empty()) else {
-            return Err(self.reject(None, violations).await.into());
+            return Err(reject(&self.store, None, violations).await);
         };
         let (tx, rx) = mpsc::channel(EXPORT_BUFFER);
-        let store = self.store.clone();
+        let (store, cache) = (self.store.clone(), self.cache.clone());
         // Partnerships are read a chunk at a time and each report is sent as soon as it
         // is computed, so the first arrives at once and memory does not grow with the
         // number of partnerships.
@@ -200,33 +254,27 @@ impl ReportService for ReportApi {
             async move {
                 let mut after: Option<String> = None;
                 loop {
-                    let chunk = match store
-                        .list_partnerships(PageRequest { after: after.clone(), limit: EXPORT_CHUNK })
-                        .await
-                    {
+                    let page = PageRequest { after: after.clone(), limit: EXPORT_CHUNK };
+                    let chunk = match store.list_partnerships(page).await {
                         Ok(chunk) => chunk,
                         Err(e) => {
                             let _ = tx.send(Err(e.into())).await;
                             return;
                         }
                     };
-                    for p in &chunk {
-                        let report = match store.report_data(&p.id, period.start(), period.end()).await {
-                            Ok(Some(data)) => {
-                                indicators::compute(&p.id, period, &data.memberships, &data.records, &options)
-                            }
-                            // Partnerships are never deleted; nothing to report if one were.
-                            Ok(None) => continue,
-                            Err(e) => {
-                                let _ = tx.send(Err(e.into())).await;
-                                return;
-                            }
-                        };
-                        if tx
-                            .send(Ok(pb::ExportReportsResponse { report: Some(report_to_pb(&report)) }))
-                            .await
-                            .is_err()
-                        {
+                    let items: Vec<(Id, Period)> = chunk.iter().map(|p| (p.id.clone(), period)).collect();
+                    let encoded = match reports(&store, &cache, &items, &options).await {
+                        Ok(encoded) => encoded,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                    };
+                    // Partnerships are never deleted, so none is None; skipped if one were.
+                    for report in encoded.into_iter().flatten() {
+                        let mut message = BytesMut::with_capacity(report.len() + 8);
+                        put_message_field(1, &report, &mut message);
+                        if tx.send(Ok(message.freeze())).await.is_err() {
                             warn!("export client went away");
                             return;
                         }
@@ -241,7 +289,117 @@ impl ReportService for ReportApi {
             }
             .in_current_span(),
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+/// A codec whose responses are protobuf messages encoded already.
+#[derive(Debug)]
+struct EncodedCodec<D>(PhantomData<D>);
+
+impl<D> Default for EncodedCodec<D> {
+    fn default() -> Self {
+        EncodedCodec(PhantomData)
+    }
+}
+
+#[derive(Debug, Default)]
+struct BytesEncoder;
+
+impl Encoder for BytesEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> std::result::Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl<D: Message + Default + Send + 'static> Codec for EncodedCodec<D> {
+    type Encode = Bytes;
+    type Decode = D;
+    type Encoder = BytesEncoder;
+    type Decoder = ProstDecoder<D>;
+
+    fn encoder(&mut self) -> BytesEncoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> ProstDecoder<D> {
+        ProstDecoder::default()
+    }
+}
+
+/// The `partnership.v1.ReportService` routes. Hand-written instead of the generated
+/// server so that cached reports, kept encoded, are sent as they are: the generated
+/// server would take each report by value, to be copied and encoded again per call.
+#[derive(Debug, Clone)]
+pub struct ReportRoutes {
+    api: Arc<ReportApi>,
+}
+
+impl ReportRoutes {
+    pub fn new(api: ReportApi) -> Self {
+        ReportRoutes { api: Arc::new(api) }
+    }
+}
+
+impl NamedService for ReportRoutes {
+    const NAME: &'static str = "partnership.v1.ReportService";
+}
+
+impl<B> tower::Service<http::Request<B>> for ReportRoutes
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, std::result::Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let api = self.api.clone();
+        match req.uri().path() {
+            "/partnership.v1.ReportService/GetPartnershipReport" => Box::pin(async move {
+                let method = tower::service_fn(move |r: tonic::Request<pb::GetPartnershipReportRequest>| {
+                    let api = api.clone();
+                    async move { api.get(r.into_inner()).await.map(tonic::Response::new).map_err(Status::from) }
+                });
+                Ok(Grpc::new(EncodedCodec::<pb::GetPartnershipReportRequest>::default())
+                    .unary(method, req)
+                    .await)
+            }),
+            "/partnership.v1.ReportService/ListPartnershipReports" => Box::pin(async move {
+                let method =
+                    tower::service_fn(move |r: tonic::Request<pb::ListPartnershipReportsRequest>| {
+                        let api = api.clone();
+                        async move {
+                            api.list(r.into_inner()).await.map(tonic::Response::new).map_err(Status::from)
+                        }
+                    });
+                Ok(Grpc::new(EncodedCodec::<pb::ListPartnershipReportsRequest>::default())
+                    .unary(method, req)
+                    .await)
+            }),
+            "/partnership.v1.ReportService/ExportReports" => Box::pin(async move {
+                let method = tower::service_fn(move |r: tonic::Request<pb::ExportReportsRequest>| {
+                    let api = api.clone();
+                    async move { api.export(r.into_inner()).await.map(tonic::Response::new).map_err(Status::from) }
+                });
+                Ok(Grpc::new(EncodedCodec::<pb::ExportReportsRequest>::default())
+                    .server_streaming(method, req)
+                    .await)
+            }),
+            other => {
+                let status = Error::unimplemented(format!("{other} is not a method of {}", Self::NAME));
+                Box::pin(async move { Ok(Status::from(status).into_http()) })
+            }
+        }
     }
 }
 

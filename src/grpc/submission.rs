@@ -18,7 +18,7 @@ use super::{
 use crate::{
     domain::{
         Idempotency,
-        check::{References, check_batch_size, check_records},
+        check::{CheckedBatch, References, check_batch_size, check_records},
         records::RecordKey,
         submission::{RecordFilter, SubmitOutcome},
     },
@@ -49,6 +49,15 @@ impl SubmissionApi {
 
     /// Checks and stores one batch: the one path for unary and streamed batches.
     async fn submit_batch(&self, request_id: &str, records: Vec<pb::Record>) -> Result<SubmitOutcome> {
+        match self.prepare_batch(request_id, records).await? {
+            Prepared::Done(outcome) => Ok(outcome),
+            Prepared::Ready(checked, idem) => self.store.submit_records(checked, idem).await,
+        }
+    }
+
+    /// Everything about a batch that needs no write: request checks, a replay of an
+    /// earlier identical request, and the checks that need no stored records.
+    async fn prepare_batch(&self, request_id: &str, records: Vec<pb::Record>) -> Result<Prepared> {
         let mut f = Fields::new();
         let request_id = f.request_id("request_id", request_id);
         if let Some(v) = check_batch_size(records.len()) {
@@ -70,7 +79,7 @@ impl SubmissionApi {
             && let Some(done) = self.store.replay_submission(idem).await?
         {
             debug!("replayed a stored batch outcome");
-            return Ok(done);
+            return Ok(Prepared::Done(done));
         }
 
         let inputs: Vec<_> = records.into_iter().map(input_from_pb).collect();
@@ -79,8 +88,29 @@ impl SubmissionApi {
         if let Some(rejection) = checked.early_rejection() {
             return Err(rejection);
         }
-        self.store.submit_records(checked, idem).await
+        Ok(Prepared::Ready(checked, idem))
     }
+}
+
+/// What the reading stage of a stream hands the writing stage.
+enum Staged {
+    Batch {
+        batch_index: i64,
+        request_id: String,
+        prepared: Result<Prepared>,
+    },
+    /// The server is shutting down; batches from `resume_at` on were not taken.
+    Stop {
+        resume_at: i64,
+    },
+}
+
+/// A batch past the checks that need no write.
+enum Prepared {
+    /// An identical earlier request: its stored outcome.
+    Done(SubmitOutcome),
+    /// To be written (where the precondition checks are made).
+    Ready(CheckedBatch, Option<Idempotency>),
 }
 
 /// Completes once the server has begun to shut down.
@@ -122,10 +152,13 @@ impl SubmissionService for SubmissionApi {
     ) -> Result<Response<Self::IngestRecordsStream>, Status> {
         let mut inbound = request.into_inner();
         let (acks, rx) = mpsc::channel(ACK_BUFFER);
+        // Two stages: one reads and checks the next batch while the other writes the
+        // current one. The one-slot channel between them bounds memory (a batch being
+        // read, one checked, one being written) and keeps batches in order, and each
+        // acknowledgement is sent only after its batch committed.
+        let (staged_tx, mut staged) = mpsc::channel::<Staged>(1);
         let api = self.clone();
         let mut draining = self.draining.clone();
-        // Batches are handled one after another, each acknowledged only after it
-        // committed, so acknowledgements come in order and one batch is in memory.
         tokio::spawn(
             async move {
                 let mut batch_index: i64 = 0;
@@ -133,13 +166,7 @@ impl SubmissionService for SubmissionApi {
                     let next = tokio::select! {
                         biased;
                         () = shutdown_begun(&mut draining) => {
-                            let _ = acks
-                                .send(Err(Error::unavailable(format!(
-                                    "the server is shutting down; batches before index {batch_index} are durable, \
-                                     resend from there"
-                                ))
-                                .into()))
-                                .await;
+                            let _ = staged_tx.send(Staged::Stop { resume_at: batch_index }).await;
                             break;
                         }
                         next = inbound.message() => next,
@@ -152,8 +179,40 @@ impl SubmissionService for SubmissionApi {
                             break;
                         }
                     };
-                    let request_id = batch.request_id.clone();
-                    let result = match api.submit_batch(&batch.request_id, batch.records).await {
+                    let prepared = api.prepare_batch(&batch.request_id, batch.records).await;
+                    let item = Staged::Batch { batch_index, request_id: batch.request_id, prepared };
+                    if staged_tx.send(item).await.is_err() {
+                        // The writer ended the stream.
+                        break;
+                    }
+                    batch_index += 1;
+                }
+            }
+            .in_current_span(),
+        );
+        let store = self.store.clone();
+        tokio::spawn(
+            async move {
+                while let Some(item) = staged.recv().await {
+                    let (batch_index, request_id, prepared) = match item {
+                        Staged::Stop { resume_at } => {
+                            let message = format!(
+                                "the server is shutting down; batches before index {resume_at} are durable, \
+                                 resend from there"
+                            );
+                            let _ = acks.send(Err(Error::unavailable(message).into())).await;
+                            break;
+                        }
+                        Staged::Batch { batch_index, request_id, prepared } => {
+                            (batch_index, request_id, prepared)
+                        }
+                    };
+                    let outcome = match prepared {
+                        Ok(Prepared::Done(outcome)) => Ok(outcome),
+                        Ok(Prepared::Ready(checked, idem)) => store.submit_records(checked, idem).await,
+                        Err(e) => Err(e),
+                    };
+                    let result = match outcome {
                         Ok(outcome) => pb::ingest_records_response::Result::Accepted(outcome_to_pb(outcome)),
                         // A fault of the server, not of the batch: end the stream with
                         // it; the acknowledgements so far say what is durable.
@@ -169,7 +228,6 @@ impl SubmissionService for SubmissionApi {
                         debug!("ingest client went away");
                         break;
                     }
-                    batch_index += 1;
                 }
             }
             .in_current_span(),
@@ -266,7 +324,8 @@ impl SubmissionService for SubmissionApi {
                     revision: r.revision,
                     content: Some(record_to_pb(&r.record)),
                     previous_content: r.previous.as_ref().map(record_to_pb),
-                    submitting_agency: r.submitting_agency.to_string(),
+                    // The reporting agency as stated in the record.
+                    submitting_agency: r.record.reporting_agency().to_string(),
                     request_id: r.request_id.unwrap_or_default(),
                     commit_time: Some(timestamp(r.commit_time)),
                 })

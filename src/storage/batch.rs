@@ -18,12 +18,13 @@ pub(crate) struct KeyWrite {
     pub kind: i16,
     pub partnership: Option<String>,
     pub reporting_agency: String,
-    pub span_start: String,
-    pub span_end: String,
+    /// Days since 1970-01-01.
+    pub span_start: i32,
+    pub span_end: i32,
     /// Revisions this batch adds to the key.
     pub writes: i64,
-    /// Every version written, in batch order: (reporting agency, content).
-    versions: Vec<(String, Vec<u8>)>,
+    /// Every version written, in batch order.
+    versions: Vec<Vec<u8>>,
 }
 
 /// One row of the audit trail.
@@ -31,7 +32,6 @@ pub(crate) struct KeyWrite {
 pub(crate) struct RevisionRow {
     pub record_id: i64,
     pub revision: i64,
-    pub reporting_agency: String,
     pub content: Vec<u8>,
 }
 
@@ -54,13 +54,15 @@ impl PreparedBatch {
         let mut event_agencies = BTreeSet::new();
         for record in records {
             let content = codec::encode(record)?;
-            let agency = record.reporting_agency().to_string();
+            let agency = record.reporting_agency();
             match record.partnership() {
                 Some(p) => {
-                    partnerships.insert(p.to_string());
+                    if !partnerships.contains(p.as_str()) {
+                        partnerships.insert(p.to_string());
+                    }
                 }
                 None => {
-                    event_agencies.insert(agency.clone());
+                    event_agencies.insert(agency.to_string());
                 }
             }
             let key = record.key().as_str().to_string();
@@ -70,18 +72,20 @@ impl PreparedBatch {
                 kind: record.kind().code(),
                 partnership: record.partnership().map(Id::to_string),
                 reporting_agency: String::new(),
-                span_start: String::new(),
-                span_end: String::new(),
+                span_start: 0,
+                span_end: 0,
                 writes: 0,
                 versions: Vec::new(),
             });
             // The last record with a key wins; a natural key fixes kind and
             // partnership, but the rest may change with each version.
-            write.reporting_agency = agency.clone();
-            write.span_start = start.to_string();
-            write.span_end = end.to_string();
+            if write.reporting_agency != agency.as_str() {
+                write.reporting_agency = agency.to_string();
+            }
+            write.span_start = start.to_days();
+            write.span_end = end.to_days();
             write.writes += 1;
-            write.versions.push((agency, content));
+            write.versions.push(content);
         }
         Ok(PreparedBatch {
             record_count: records.len() as i64,
@@ -96,13 +100,13 @@ impl PreparedBatch {
     /// insert when the key was new (its revision equals its writes), every other record
     /// replaces.
     pub fn finish(
-        &self,
+        self,
         written: &HashMap<String, (i64, i64)>,
         commit_time: crate::domain::Timestamp,
     ) -> Result<(SubmitOutcome, Vec<RevisionRow>)> {
         let mut inserted = 0;
         let mut rows = Vec::with_capacity(self.record_count as usize);
-        for write in &self.keys {
+        for write in self.keys {
             let (record_id, last) = *written
                 .get(&write.key)
                 .ok_or_else(|| Error::internal(anyhow::anyhow!("no revision returned for {}", write.key)))?;
@@ -110,13 +114,8 @@ impl PreparedBatch {
             if first == 1 {
                 inserted += 1;
             }
-            for (offset, (agency, content)) in write.versions.iter().enumerate() {
-                rows.push(RevisionRow {
-                    record_id,
-                    revision: first + offset as i64,
-                    reporting_agency: agency.clone(),
-                    content: content.clone(),
-                });
+            for (offset, content) in write.versions.into_iter().enumerate() {
+                rows.push(RevisionRow { record_id, revision: first + offset as i64, content });
             }
         }
         let outcome = SubmitOutcome {

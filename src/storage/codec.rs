@@ -13,12 +13,12 @@ use crate::{
 
 const FORMAT_V1: u8 = 1;
 
-pub(crate) fn encode(record: &Record) -> Result<Vec<u8>> {
+pub fn encode(record: &Record) -> Result<Vec<u8>> {
     postcard::to_extend(record, vec![FORMAT_V1])
         .map_err(|e| Error::internal(anyhow::anyhow!("encoding a record: {e}")))
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<Record> {
+pub fn decode(bytes: &[u8]) -> Result<Record> {
     match bytes.split_first() {
         Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest)
             .map_err(|e| Error::internal(anyhow::anyhow!("stored record content does not decode: {e}"))),

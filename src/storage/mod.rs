@@ -23,7 +23,7 @@ use crate::{
 };
 
 mod batch;
-mod codec;
+pub mod codec;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -96,17 +96,25 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A record's revisions after `page.after` (a revision number), oldest first.
     async fn list_record_revisions(&self, key: &RecordKey, page: PageRequest) -> Result<Vec<RecordRevision>>;
 
-    /// Everything a report of `partnership` for periods inside `from..=to` may use:
-    /// its memberships; its records whose span overlaps the range; its adoptions and
-    /// endorsements dated up to `to`; the restructuring events of every agency with a
-    /// membership, dated from 24 months before `from` up to `to`. `None` when the
-    /// partnership does not exist.
+    /// Everything the reports of `partnerships` for periods inside `from..=to` may
+    /// use, one `ReportData` per partnership in the order given, read from one
+    /// snapshot: each one's memberships; its records whose span overlaps the range;
+    /// its adoptions and endorsements dated up to `to`; the restructuring events of
+    /// every agency with a membership of it, dated from 24 months before `from` up to
+    /// `to`. An unknown partnership gets empty data (callers check existence first,
+    /// with `data_version`).
     async fn report_data(
         &self,
-        partnership: &Id,
+        partnerships: &[Id],
         from: crate::domain::Date,
         to: crate::domain::Date,
-    ) -> Result<Option<ReportData>>;
+    ) -> Result<Vec<ReportData>>;
+
+    /// The partnership's data version: it changes in the same transaction as every
+    /// write that can change one of its reports (its records, its memberships, its
+    /// members' restructuring events). `None` for an unknown partnership. A cached
+    /// report is valid exactly while its partnership's version is unchanged.
+    async fn data_version(&self, partnership: &Id) -> Result<Option<i64>>;
 
     /// Forgets request ids older than the retention; returns how many were removed.
     async fn purge_request_log(&self, older_than: crate::domain::Timestamp) -> Result<u64>;
@@ -117,7 +125,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
 /// Opens the store a database URL names and brings its schema up to date:
 /// `postgres://...` (or `postgresql://...`) for PostgreSQL; `sqlite://path`,
-/// `sqlite:path`, `sqlite::memory:` or a bare path for SQLite.
+/// `sqlite:path` or a bare path for SQLite.
 pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
     match Backend::of(database_url)? {
         Backend::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
@@ -154,6 +162,43 @@ impl Backend {
         }
         Ok(Backend::Sqlite(path.to_string()))
     }
+}
+
+/// Sorts fetched rows into one `ReportData` per partnership: records by their
+/// partnership, restructuring events (which have none) to every partnership with a
+/// membership of their agency.
+pub(crate) fn assemble_report_data(
+    partnerships: &[Id],
+    memberships: Vec<crate::domain::registry::Membership>,
+    records: Vec<crate::domain::records::Record>,
+) -> Vec<ReportData> {
+    use std::collections::HashMap;
+    let index: HashMap<&Id, usize> = partnerships.iter().enumerate().map(|(i, p)| (p, i)).collect();
+    let mut out: Vec<ReportData> = partnerships.iter().map(|_| ReportData::default()).collect();
+    let mut by_agency: HashMap<Id, Vec<usize>> = HashMap::new();
+    for m in memberships {
+        if let Some(&i) = index.get(&m.partnership) {
+            by_agency.entry(m.agency.clone()).or_default().push(i);
+            out[i].memberships.push(m);
+        }
+    }
+    for record in records {
+        match record.partnership() {
+            Some(p) => {
+                if let Some(&i) = index.get(p) {
+                    out[i].records.push(record);
+                }
+            }
+            None => {
+                if let Some(targets) = by_agency.get(record.reporting_agency()) {
+                    for &i in targets {
+                        out[i].records.push(record.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Registered ids seen before. Agencies and partnerships are never deleted, so a
@@ -220,7 +265,6 @@ mod tests {
     fn database_urls_select_a_backend() {
         assert_eq!(Backend::of("sqlite://data/pm.db").unwrap(), Backend::Sqlite("data/pm.db".into()));
         assert_eq!(Backend::of("sqlite:pm.db").unwrap(), Backend::Sqlite("pm.db".into()));
-        assert_eq!(Backend::of("sqlite::memory:").unwrap(), Backend::Sqlite(":memory:".into()));
         assert_eq!(Backend::of("./pm.db").unwrap(), Backend::Sqlite("./pm.db".into()));
         assert_eq!(Backend::of("postgres://u@h/db").unwrap(), Backend::Postgres);
         assert!(Backend::of("mysql://h/db").is_err());

@@ -3,10 +3,13 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+use super::codec;
 use crate::{
     domain::{
         Date, Id, Timestamp,
+        records::RecordKey,
         registry::{Agency, Membership, MembershipTerms, Partnership, Role, Sector},
+        submission::RecordRevision,
     },
     error::{Error, Result},
 };
@@ -19,6 +22,7 @@ where
     fn text(&self, i: usize) -> Result<String>;
     fn opt_text(&self, i: usize) -> Result<Option<String>>;
     fn int(&self, i: usize) -> Result<i64>;
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>>;
 }
 
 impl<R> AnyRow for R
@@ -28,6 +32,7 @@ where
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn text(&self, i: usize) -> Result<String> {
         Ok(self.try_get(i)?)
@@ -38,6 +43,10 @@ where
     }
 
     fn int(&self, i: usize) -> Result<i64> {
+        Ok(self.try_get(i)?)
+    }
+
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>> {
         Ok(self.try_get(i)?)
     }
 }
@@ -118,5 +127,30 @@ where
         terms: membership_terms(row, 2)?,
         create_time: Timestamp(row.int(5)?),
         update_time: Timestamp(row.int(6)?),
+    })
+}
+
+/// A date stored as days since 1970-01-01.
+pub(crate) fn day_col<R: AnyRow>(row: &R, i: usize) -> Result<Date>
+where
+    usize: ColumnIndex<R>,
+{
+    let days = row.int(i)?;
+    i32::try_from(days).ok().and_then(Date::from_days).ok_or_else(|| corrupt("day", &days.to_string()))
+}
+
+/// Columns: revision, request_id, commit_time, content, previous content.
+pub(crate) fn revision<R: AnyRow>(key: &RecordKey, row: &R) -> Result<RecordRevision>
+where
+    usize: ColumnIndex<R>,
+{
+    let content = row.opt_bytes(3)?.ok_or_else(|| corrupt("revision content", "NULL"))?;
+    Ok(RecordRevision {
+        key: key.clone(),
+        revision: row.int(0)?,
+        request_id: row.opt_text(1)?,
+        commit_time: Timestamp(row.int(2)?),
+        record: codec::decode(&content)?,
+        previous: row.opt_bytes(4)?.as_deref().map(codec::decode).transpose()?,
     })
 }

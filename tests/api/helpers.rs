@@ -183,6 +183,7 @@ pub async fn spawn_app_on(backend: Backend, shutdown_grace: Duration) -> TestApp
         listen: "127.0.0.1:0".parse().expect("address"),
         database_url: db.url.clone(),
         shutdown_grace,
+        report_cache_mib: 16,
     };
     let app = Application::build(settings).await.expect("application builds");
     let addr = app.local_addr();

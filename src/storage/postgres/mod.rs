@@ -423,8 +423,16 @@ impl Store for PostgresStore {
         self.list_record_revisions_impl(key, page).await
     }
 
-    async fn report_data(&self, partnership: &Id, from: Date, to: Date) -> Result<Option<ReportData>> {
-        self.report_data_impl(partnership, from, to).await
+    async fn report_data(&self, partnerships: &[Id], from: Date, to: Date) -> Result<Vec<ReportData>> {
+        self.report_data_impl(partnerships, from, to).await
+    }
+
+    async fn data_version(&self, partnership: &Id) -> Result<Option<i64>> {
+        // Another replica may have written: the database is the only authority.
+        Ok(sqlx::query_scalar("SELECT data_version FROM partnerships WHERE id = $1")
+            .bind(partnership.as_str())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {

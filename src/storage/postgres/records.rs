@@ -17,10 +17,10 @@ use crate::{
     },
     error::{Error, Result},
     storage::{
-        PageRequest,
+        PageRequest, assemble_report_data,
         batch::PreparedBatch,
         codec,
-        rows::{self, corrupt, date_col, id_col, membership_columns},
+        rows::{self, id_col, membership_columns},
     },
 };
 
@@ -100,7 +100,7 @@ impl PostgresStore {
         let rows = sqlx::query(
             "INSERT INTO records (key, kind, partnership_id, reporting_agency, span_start, span_end, revision, update_time) \
              SELECT key, kind, partnership_id, reporting_agency, span_start, span_end, writes, $8 \
-             FROM UNNEST($1::text[], $2::int2[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[]) \
+             FROM UNNEST($1::text[], $2::int2[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[]) \
                   WITH ORDINALITY AS t(key, kind, partnership_id, reporting_agency, span_start, span_end, writes, ord) \
              ORDER BY ord \
              ON CONFLICT (key) DO UPDATE SET reporting_agency = EXCLUDED.reporting_agency, \
@@ -112,8 +112,8 @@ impl PostgresStore {
         .bind(keys.iter().map(|w| w.kind).collect::<Vec<_>>())
         .bind(keys.iter().map(|w| w.partnership.as_deref()).collect::<Vec<_>>())
         .bind(keys.iter().map(|w| w.reporting_agency.as_str()).collect::<Vec<_>>())
-        .bind(keys.iter().map(|w| w.span_start.as_str()).collect::<Vec<_>>())
-        .bind(keys.iter().map(|w| w.span_end.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|w| i64::from(w.span_start)).collect::<Vec<_>>())
+        .bind(keys.iter().map(|w| i64::from(w.span_end)).collect::<Vec<_>>())
         .bind(keys.iter().map(|w| w.writes).collect::<Vec<_>>())
         .bind(now.0)
         .fetch_all(&mut *tx)
@@ -123,22 +123,20 @@ impl PostgresStore {
             written
                 .insert(row.try_get::<String, _>(0)?, (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?));
         }
+        bump_versions(&mut tx, &prepared).await?;
         let (outcome, revisions) = prepared.finish(&written, now)?;
         sqlx::query(
-            "INSERT INTO record_revisions (record_id, revision, reporting_agency, request_id, commit_time, content) \
-             SELECT record_id, revision, reporting_agency, $4, $5, content \
-             FROM UNNEST($1::int8[], $2::int8[], $3::text[], $6::bytea[]) \
-                  AS t(record_id, revision, reporting_agency, content)",
+            "INSERT INTO record_revisions (record_id, revision, request_id, commit_time, content) \
+             SELECT record_id, revision, $3, $4, content \
+             FROM UNNEST($1::int8[], $2::int8[], $5::bytea[]) AS t(record_id, revision, content)",
         )
         .bind(revisions.iter().map(|r| r.record_id).collect::<Vec<_>>())
         .bind(revisions.iter().map(|r| r.revision).collect::<Vec<_>>())
-        .bind(revisions.iter().map(|r| r.reporting_agency.as_str()).collect::<Vec<_>>())
         .bind(&request_id)
         .bind(now.0)
         .bind(revisions.iter().map(|r| r.content.as_slice()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
-        bump_versions(&mut tx, &prepared).await?;
         if let Some(idem) = idem {
             remember(&mut tx, idem, &outcome).await?;
         }
@@ -167,8 +165,8 @@ impl PostgresStore {
         .bind(filter.partnership.as_ref().map(Id::as_str))
         .bind(filter.kind.map(RecordKind::code))
         .bind(filter.agency.as_ref().map(Id::as_str))
-        .bind(filter.from.unwrap_or(Date::MIN).to_string())
-        .bind(filter.to.unwrap_or(Date::MAX).to_string())
+        .bind(filter.from.unwrap_or(Date::MIN).to_days())
+        .bind(filter.to.unwrap_or(Date::MAX).to_days())
         .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?;
@@ -191,8 +189,8 @@ impl PostgresStore {
     ) -> Result<Vec<RecordRevision>> {
         let after: i64 = page.after.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
         let rows = sqlx::query(
-            "SELECT revision, reporting_agency, request_id, commit_time, content, previous FROM ( \
-               SELECT revision, reporting_agency, request_id, commit_time, content, \
+            "SELECT revision, request_id, commit_time, content, previous FROM ( \
+               SELECT revision, request_id, commit_time, content, \
                       LAG(content) OVER (ORDER BY revision) AS previous \
                FROM record_revisions WHERE record_id = (SELECT id FROM records WHERE key = $1)) AS h \
              WHERE revision > $2 ORDER BY revision LIMIT $3",
@@ -202,66 +200,47 @@ impl PostgresStore {
         .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let previous: Option<Vec<u8>> = row.try_get(5)?;
-                Ok(RecordRevision {
-                    key: key.clone(),
-                    revision: row.try_get(0)?,
-                    submitting_agency: id_col(row, 1)?,
-                    request_id: row.try_get(2)?,
-                    commit_time: Timestamp(row.try_get(3)?),
-                    record: codec::decode(&row.try_get::<Vec<u8>, _>(4)?)?,
-                    previous: previous.as_deref().map(codec::decode).transpose()?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| rows::revision(key, row)).collect()
     }
 
     pub(super) async fn report_data_impl(
         &self,
-        partnership: &Id,
+        partnerships: &[Id],
         from: Date,
         to: Date,
-    ) -> Result<Option<ReportData>> {
+    ) -> Result<Vec<ReportData>> {
+        let ids: Vec<&str> = partnerships.iter().map(Id::as_str).collect();
         // One snapshot for memberships and records.
         let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
-        let exists = sqlx::query("SELECT 1 FROM partnerships WHERE id = $1")
-            .bind(partnership.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(None);
-        }
         let memberships = sqlx::query(concat!(
             "SELECT ",
             membership_columns!(),
-            " FROM memberships WHERE partnership_id = $1"
+            " FROM memberships WHERE partnership_id = ANY($1)"
         ))
-        .bind(partnership.as_str())
+        .bind(&ids)
         .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(rows::membership)
         .collect::<Result<Vec<_>>>()?;
-        let events_from = from.first_of_month_minus(24).unwrap_or(Date::MIN).to_string();
+        let events_from = from.first_of_month_minus(24).unwrap_or(Date::MIN).to_days();
         let rows = sqlx::query(
             "SELECT v.content FROM records r \
                JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
-               WHERE r.partnership_id = $1 AND r.kind IN (1, 2, 3, 4, 5, 9) AND r.span_end >= $2 AND r.span_start <= $3 \
+               WHERE r.partnership_id = ANY($1) AND r.kind IN (1, 2, 3, 4, 5, 9) AND r.span_end >= $2 AND r.span_start <= $3 \
              UNION ALL \
              SELECT v.content FROM records r \
                JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
-               WHERE r.partnership_id = $1 AND r.kind IN (6, 7) AND r.span_start <= $3 \
+               WHERE r.partnership_id = ANY($1) AND r.kind IN (6, 7) AND r.span_start <= $3 \
              UNION ALL \
              SELECT v.content FROM records r \
                JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
                WHERE r.kind = 8 AND r.span_start >= $4 AND r.span_start <= $3 \
-                 AND r.reporting_agency IN (SELECT agency_id FROM memberships WHERE partnership_id = $1)",
+                 AND r.reporting_agency IN (SELECT agency_id FROM memberships WHERE partnership_id = ANY($1))",
         )
-        .bind(partnership.as_str())
-        .bind(from.to_string())
-        .bind(to.to_string())
+        .bind(&ids)
+        .bind(from.to_days())
+        .bind(to.to_days())
         .bind(events_from)
         .fetch_all(&mut *tx)
         .await?;
@@ -270,7 +249,7 @@ impl PostgresStore {
             .iter()
             .map(|row| codec::decode(&row.try_get::<Vec<u8>, _>(0)?))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(ReportData { memberships, records }))
+        Ok(assemble_report_data(partnerships, memberships, records))
     }
 }
 
@@ -295,10 +274,8 @@ async fn load_facts(conn: &mut PgConnection, query: &FactQuery) -> Result<Precon
             .bind(key)
             .fetch_optional(&mut *conn)
             .await?;
-        if let Some(row) = row
-            && let Some(date) = date_col(&row, 0)?
-        {
-            facts.adoptions.insert((partnership.clone(), *version), date);
+        if let Some(row) = row {
+            facts.adoptions.insert((partnership.clone(), *version), rows::day_col(&row, 0)?);
         }
     }
     for (partnership, version) in &query.endorsements {
@@ -313,8 +290,7 @@ async fn load_facts(conn: &mut PgConnection, query: &FactQuery) -> Result<Precon
                 .await?;
         let mut endorsements = BTreeMap::new();
         for row in &rows {
-            let date = date_col(row, 1)?.ok_or_else(|| corrupt("endorsement date", "NULL"))?;
-            endorsements.insert(id_col(row, 0)?, date);
+            endorsements.insert(id_col(row, 0)?, rows::day_col(row, 1)?);
         }
         facts.endorsements.insert((partnership.clone(), *version), endorsements);
     }

@@ -3,7 +3,7 @@
 //! on. Writes run in `BEGIN IMMEDIATE` transactions so that a writer takes the lock at
 //! the start and never fails half-way on a lock upgrade.
 
-use std::{str::FromStr, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use serde::{Serialize, de::DeserializeOwned};
@@ -13,6 +13,7 @@ use sqlx::{
 };
 use tracing::info;
 
+mod direct;
 mod records;
 
 use std::sync::Arc;
@@ -38,28 +39,34 @@ use crate::{
 pub struct SqliteStore {
     pool: SqlitePool,
     known: Arc<KnownIdCache>,
+    /// Every partnership's data version. Authoritative because this process is the
+    /// only writer (it holds `_owner`); updated after each commit, before the write
+    /// is acknowledged, so a read that follows an acknowledged write sees it.
+    versions: Arc<std::sync::RwLock<HashMap<String, i64>>>,
+    _owner: Arc<std::fs::File>,
+    /// The direct rusqlite paths for batches and report reads (see `direct`).
+    readers: Arc<direct::Readers>,
+    writer: Arc<direct::Writer>,
 }
 
 /// How long a writer waits for another writer's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `path`; `:memory:` gives
-    /// a private in-memory database (one connection, for tools and tests).
+    /// Opens (creating if needed) and migrates the database file at `path`.
     pub async fn open(path: &str) -> anyhow::Result<SqliteStore> {
-        let in_memory = path == ":memory:";
-        let options = if in_memory {
-            SqliteConnectOptions::from_str("sqlite::memory:")?
-        } else {
-            SqliteConnectOptions::new().filename(path).create_if_missing(true)
-        };
+        if path == ":memory:" {
+            anyhow::bail!("an in-memory SQLite database cannot be served; give a file path");
+        }
+        let options = SqliteConnectOptions::new().filename(path).create_if_missing(true);
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        let owner = Arc::new(lock_owner(path)?);
         let pool = SqlitePoolOptions::new()
-            .max_connections(if in_memory { 1 } else { 8 })
+            .max_connections(8)
             .min_connections(1)
             .connect_with(options)
             .await
@@ -68,13 +75,53 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("migrating SQLite database {path:?}: {e}"))?;
-        info!(path, "SQLite database open and migrated");
-        Ok(SqliteStore { pool, known: Arc::default() })
+        let versions: HashMap<String, i64> = sqlx::query_as("SELECT id, data_version FROM partnerships")
+            .fetch_all(&pool)
+            .await?
+            .into_iter()
+            .collect();
+        info!(path, partnerships = versions.len(), "SQLite database open and migrated");
+        Ok(SqliteStore {
+            pool,
+            known: Arc::default(),
+            versions: Arc::new(std::sync::RwLock::new(versions)),
+            _owner: owner,
+            readers: Arc::new(direct::Readers::new(path)),
+            writer: Arc::new(direct::Writer::new(path)),
+        })
+    }
+
+    /// Records data versions the transaction just committed.
+    fn set_versions(&self, bumped: &[(String, i64)]) {
+        let mut versions = self.versions.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (id, v) in bumped {
+            versions.insert(id.clone(), *v);
+        }
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
+
+/// Takes the process-wide ownership of a database file: an exclusive lock on a
+/// sidecar file held for the store's life. SQLite serves one server process; a
+/// second one on the same file would make the in-memory data versions wrong.
+fn lock_owner(path: &str) -> anyhow::Result<std::fs::File> {
+    let lock_path = format!("{path}.owner");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| anyhow::anyhow!("opening {lock_path}: {e}"))?;
+    file.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another partnership-metrics server is using {path}; SQLite serves one process \
+             (use PostgreSQL for several replicas)"
+        )
+    })?;
+    Ok(file)
 }
 
 /// The stored response of an earlier request with the same id, or REQUEST_ID_REUSED if
@@ -216,6 +263,7 @@ impl Store for SqliteStore {
             remember(&mut tx, idem, &created).await?;
         }
         tx.commit().await?;
+        self.set_versions(&[(created.id.to_string(), 0)]);
         Ok(created)
     }
 
@@ -283,11 +331,12 @@ impl Store for SqliteStore {
                 .with_metadata("agency", created.agency.as_str())
             })
         })?;
-        bump_data_version(&mut tx, &created.partnership).await?;
+        let version = bump_data_version(&mut tx, &created.partnership).await?;
         if let Some(idem) = &idem {
             remember(&mut tx, idem, &created).await?;
         }
         tx.commit().await?;
+        self.set_versions(&[(created.partnership.to_string(), version)]);
         Ok(created)
     }
 
@@ -327,8 +376,9 @@ impl Store for SqliteStore {
         .bind(agency.as_str())
         .execute(&mut *tx)
         .await?;
-        bump_data_version(&mut tx, partnership).await?;
+        let version = bump_data_version(&mut tx, partnership).await?;
         tx.commit().await?;
+        self.set_versions(&[(partnership.to_string(), version)]);
         Ok(membership)
     }
 
@@ -366,8 +416,29 @@ impl Store for SqliteStore {
         self.list_record_revisions_impl(key, page).await
     }
 
-    async fn report_data(&self, partnership: &Id, from: Date, to: Date) -> Result<Option<ReportData>> {
-        self.report_data_impl(partnership, from, to).await
+    async fn report_data(&self, partnerships: &[Id], from: Date, to: Date) -> Result<Vec<ReportData>> {
+        self.report_data_impl(partnerships, from, to).await
+    }
+
+    async fn data_version(&self, partnership: &Id) -> Result<Option<i64>> {
+        let known = self
+            .versions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(partnership.as_str())
+            .copied();
+        if known.is_some() {
+            return Ok(known);
+        }
+        // Not seen yet (never, as the map is loaded at start and kept): ask the file.
+        let stored: Option<i64> = sqlx::query_scalar("SELECT data_version FROM partnerships WHERE id = ?")
+            .bind(partnership.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(v) = stored {
+            self.set_versions(&[(partnership.to_string(), v)]);
+        }
+        Ok(stored)
     }
 
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {
@@ -385,10 +456,11 @@ impl Store for SqliteStore {
     }
 }
 
-async fn bump_data_version(conn: &mut SqliteConnection, partnership: &Id) -> Result<()> {
-    sqlx::query("UPDATE partnerships SET data_version = data_version + 1 WHERE id = ?")
-        .bind(partnership.as_str())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+async fn bump_data_version(conn: &mut SqliteConnection, partnership: &Id) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "UPDATE partnerships SET data_version = data_version + 1 WHERE id = ? RETURNING data_version",
+    )
+    .bind(partnership.as_str())
+    .fetch_one(&mut *conn)
+    .await?)
 }

@@ -1,0 +1,157 @@
+//! A closed-loop load generator: a fixed number of concurrent streams, each sending
+//! its next request when the last is answered, for a fixed time. Every answer is
+//! counted by status code; only OK answers count as throughput.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use tonic::transport::Channel;
+
+/// Longest a single call may take before it counts as an error; keeps every loop
+/// bounded in time.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl LoadResult {
+    pub fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `q` quantile of OK latencies, in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Channels (HTTP/2 connections) to spread `streams` over: one per 16 streams.
+pub async fn channels(target: &str, streams: usize) -> anyhow::Result<Vec<Channel>> {
+    let n = streams.div_ceil(16).clamp(1, 16);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(partnership_metrics::cli::load::connect(target).await?);
+    }
+    Ok(out)
+}
+
+pub async fn closed_loop<F, Fut>(
+    channels: &[Channel],
+    streams: usize,
+    duration: Duration,
+    call: F,
+) -> LoadResult
+where
+    F: Fn(Channel, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::with_capacity(streams);
+    for s in 0..streams {
+        let channel = channels[s % channels.len()].clone();
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = LoadResult::default();
+            let mut seq = s as u64;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match tokio::time::timeout(CALL_TIMEOUT, call(channel.clone(), seq)).await {
+                    Ok(Ok(())) => {
+                        r.ok += 1;
+                        r.latencies_us.push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    }
+                    Ok(Err(status)) => *r.errors.entry(format!("{:?}", status.code())).or_default() += 1,
+                    Err(_) => *r.errors.entry("ClientTimeout".into()).or_default() += 1,
+                }
+                seq += streams as u64;
+            }
+            r
+        }));
+    }
+    let mut total = LoadResult::default();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            total.ok += r.ok;
+            total.latencies_us.extend(r.latencies_us);
+            for (k, v) in r.errors {
+                *total.errors.entry(k).or_default() += v;
+            }
+        }
+    }
+    total.elapsed = start.elapsed();
+    total.latencies_us.sort_unstable();
+    total
+}
+
+/// A client codec that encodes requests with prost and keeps responses as raw bytes:
+/// the generator checks status codes and lengths, not contents, so it spends its
+/// CPU on sending load rather than on parsing large reports.
+#[derive(Debug)]
+pub struct RawResponseCodec<Req>(std::marker::PhantomData<Req>);
+
+impl<Req> Default for RawResponseCodec<Req> {
+    fn default() -> Self {
+        RawResponseCodec(std::marker::PhantomData)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RawDecoder;
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl<Req: prost::Message + Send + 'static> tonic::codec::Codec for RawResponseCodec<Req> {
+    type Encode = Req;
+    type Decode = bytes::Bytes;
+    type Encoder = tonic_prost::ProstEncoder<Req>;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+/// One unary call whose response body is returned undecoded.
+pub async fn raw_unary<Req: prost::Message + Send + 'static>(
+    channel: Channel,
+    path: &'static str,
+    request: Req,
+) -> Result<bytes::Bytes, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| tonic::Status::unknown(format!("channel not ready: {e}")))?;
+    let path = http::uri::PathAndQuery::from_static(path);
+    let response = grpc.unary(tonic::Request::new(request), path, RawResponseCodec::<Req>::default()).await?;
+    Ok(response.into_inner())
+}

@@ -1,0 +1,597 @@
+//! `pm-bench`: the benchmark harness. Generates the synthetic data set (the demo's
+//! generator), starts release servers on 127.0.0.1, measures ingest, report reads,
+//! export, memory and start-up, each beside an anchor measured in the same run, and
+//! writes `bench/results/<date>-<scale>.json` and the scale's table in BENCHMARKS.md.
+//!
+//!     cargo build --release --bins && target/release/pm-bench --scale medium
+
+mod anchors;
+mod load;
+mod server;
+mod stats;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use partnership_metrics::{
+    cli::{load as loader, synth},
+    domain::Period,
+    pb::{self, report_service_client::ReportServiceClient},
+};
+use serde::Serialize;
+use server::Server;
+use stats::{Figure, Row};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Scale {
+    /// About 100k records: a quick look.
+    Small,
+    /// About 1M records.
+    Medium,
+    /// About 10M records.
+    Large,
+}
+
+impl Scale {
+    fn records(self) -> usize {
+        match self {
+            Scale::Small => 100_000,
+            Scale::Medium => 1_000_000,
+            Scale::Large => 10_000_000,
+        }
+    }
+
+    /// Records written in each ingest run: the whole set up to 1M, then a 1M slice
+    /// (the whole large set is loaded once, and that load is reported too).
+    fn ingest_records(self) -> usize {
+        self.records().min(1_000_000)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scale::Small => "small",
+            Scale::Medium => "medium",
+            Scale::Large => "large",
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks Partnership Metrics against anchors measured in the same run.")]
+struct Args {
+    #[arg(long, value_enum, default_value_t = Scale::Small)]
+    scale: Scale,
+    /// Runs per figure (the median is reported, with min and max).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds per read-load run.
+    #[arg(long, default_value_t = 5.0)]
+    duration_secs: f64,
+    /// PostgreSQL server for the PostgreSQL ingest figures (a database is created and
+    /// dropped per run); `none` skips them.
+    #[arg(long, env = "PM_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
+    /// Where databases are built.
+    #[arg(long, default_value = "bench/work")]
+    work_dir: PathBuf,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench/results")]
+    results_dir: PathBuf,
+    /// The Markdown file whose table for this scale is rewritten; `none` to skip.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    markdown: String,
+    /// Concurrent streams for the read figures.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    streams: Vec<usize>,
+    /// First port to use.
+    #[arg(long, default_value_t = 50100)]
+    port: u16,
+    /// The measurements to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ingest,dataset,startup,export,reads")]
+    phases: Vec<Phase>,
+    /// Keep the loaded data set under the work directory and reuse it next time
+    /// (for profiling one phase; the published figures load it afresh).
+    #[arg(long)]
+    reuse_dataset: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Phase {
+    Ingest,
+    Dataset,
+    Startup,
+    Export,
+    Reads,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cores: usize,
+    memory_gib: f64,
+    cpu: String,
+    kernel: String,
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let mem_kib: f64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        cpu,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    scale: Scale,
+    date: String,
+    commit: String,
+    machine: Machine,
+    records: usize,
+    partnerships: usize,
+    ingest_records_per_run: usize,
+    runs: usize,
+    rows: Vec<Row>,
+}
+
+fn fresh_dir(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        std::fs::remove_dir_all(path).with_context(|| format!("clearing {}", path.display()))?;
+    }
+    std::fs::create_dir_all(path)?;
+    Ok(())
+}
+
+fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("pm.db").display())
+}
+
+/// A PostgreSQL database of its own, dropped with the value.
+struct PgDatabase {
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create(admin: &str, name: &str) -> anyhow::Result<PgDatabase> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut conn)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+        Ok(PgDatabase { admin: admin.to_string(), name: name.to_string() })
+    }
+
+    fn url(&self) -> String {
+        let base = self.admin.split('?').next().unwrap_or(&self.admin);
+        let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+        format!("{server}/{}", self.name)
+    }
+
+    async fn drop_now(self) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Loads the registry, then streams the first `n` records in batches of `batch`;
+/// returns the streaming time.
+async fn ingest(
+    server: &Server,
+    synth: &synth::Synth,
+    n: usize,
+    batch: usize,
+) -> anyhow::Result<(Duration, u64)> {
+    let channel = loader::connect(&server.target).await?;
+    let mut stats = loader::load_registry(channel.clone(), synth).await?;
+    let started = Instant::now();
+    loader::load_records_limited(channel, synth.clone(), batch, n, &mut stats).await?;
+    Ok((started.elapsed(), stats.records))
+}
+
+fn say(msg: impl AsRef<str>) {
+    eprintln!("[pm-bench] {}", msg.as_ref());
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = server::server_binary()?;
+    let scale = args.scale;
+    let config = synth::SynthConfig::scaled(scale.records());
+    let synth = synth::Synth::new(config);
+    let registry = anchors::registry(&synth);
+    let n_ingest = scale.ingest_records();
+    let runs = args.runs.max(1);
+    let mut port = args.port;
+    let mut next_port = || {
+        port += 1;
+        port
+    };
+    let work = args.work_dir.join(scale.name());
+    let mut rows: Vec<Row> = Vec::new();
+    say(format!(
+        "scale {} : {} partnerships, about {} records; {} runs",
+        scale.name(),
+        config.partnerships,
+        synth.estimated_record_count(),
+        runs
+    ));
+
+    // The anchors' rows are computed once, before any timing.
+    let anchor_rows = anchors::rows(&synth, &registry, n_ingest)?;
+
+    let phase = |p: Phase| args.phases.contains(&p);
+    // --- Ingest into SQLite, and the anchor -----------------------------------------
+    for batch in [1_000usize, 10_000].into_iter().filter(|_| phase(Phase::Ingest)) {
+        let (mut service, mut anchor, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs {
+            let dir = work.join(format!("ingest-sqlite-{batch}-{run}"));
+            fresh_dir(&dir)?;
+            let server = Server::start(&bin, &sqlite_url(&dir), next_port()).await?;
+            let (elapsed, n) = ingest(&server, &synth, n_ingest, batch).await?;
+            peaks.push(server.peak_rss_mib());
+            server.stop()?;
+            service.push(n as f64 / elapsed.as_secs_f64());
+            fresh_dir(&dir)?;
+            let t = anchors::sqlite_ingest(&dir.join("anchor.db"), &registry, &anchor_rows, batch)?;
+            anchor.push(anchor_rows.len() as f64 / t.as_secs_f64());
+            std::fs::remove_dir_all(&dir)?;
+            say(format!(
+                "ingest sqlite batch {batch} run {run}: {:.0} records/s, anchor {:.0}",
+                service[run], anchor[run]
+            ));
+        }
+        let row = Row::new(
+            format!("IngestRecords into SQLite, batches of {batch}"),
+            "records/s",
+            Figure::of(service),
+        )
+        .anchor("rusqlite prepared statements, same schema and rows", Figure::of(anchor))
+        .note("server peak RSS MiB", format!("{:.0}", Figure::of(peaks).max));
+        let met = row.ratio.map(|r| r >= 0.5);
+        rows.push(row.target(">= 0.5", met));
+    }
+
+    // --- Ingest into PostgreSQL, and the COPY anchor ------------------------------------
+    if args.postgres_url != "none" && phase(Phase::Ingest) {
+        for batch in [1_000usize, 10_000] {
+            let (mut service, mut anchor) = (Vec::new(), Vec::new());
+            for run in 0..runs {
+                let db =
+                    PgDatabase::create(&args.postgres_url, &format!("pm_bench_ingest_{batch}_{run}")).await?;
+                let server = Server::start(&bin, &db.url(), next_port()).await?;
+                let (elapsed, n) = ingest(&server, &synth, n_ingest, batch).await?;
+                server.stop()?;
+                db.drop_now().await?;
+                service.push(n as f64 / elapsed.as_secs_f64());
+                let db =
+                    PgDatabase::create(&args.postgres_url, &format!("pm_bench_copy_{batch}_{run}")).await?;
+                let t = anchors::postgres_ingest(&db.url(), &registry, &anchor_rows, batch).await?;
+                db.drop_now().await?;
+                anchor.push(anchor_rows.len() as f64 / t.as_secs_f64());
+                say(format!(
+                    "ingest postgres batch {batch} run {run}: {:.0} records/s, anchor {:.0}",
+                    service[run], anchor[run]
+                ));
+            }
+            let row = Row::new(
+                format!("IngestRecords into PostgreSQL, batches of {batch}"),
+                "records/s",
+                Figure::of(service),
+            )
+            .anchor("COPY FROM STDIN, same schema and rows", Figure::of(anchor));
+            let met = row.ratio.map(|r| r >= 0.5);
+            rows.push(row.target(">= 0.5", met));
+        }
+    }
+
+    // --- The whole data set into SQLite: the database the reads run on --------------
+    let data = work.join("dataset");
+    let reuse = args.reuse_dataset && data.join("pm.db").exists();
+    let mut total_records = 0;
+    if !reuse {
+        fresh_dir(&data)?;
+        let server = Server::start(&bin, &sqlite_url(&data), next_port()).await?;
+        let channel = loader::connect(&server.target).await?;
+        let mut load_stats = loader::load_registry(channel.clone(), &synth).await?;
+        let stream_start = server.now();
+        let t0 = Instant::now();
+        loader::load_records(channel, synth.clone(), 10_000, &mut load_stats).await?;
+        let load_time = t0.elapsed();
+        let (first_half, second_half) = server.peak_halves_mib(stream_start);
+        let stream_peak = server.peak_rss_mib();
+        server.stop()?;
+        total_records = load_stats.records;
+        say(format!(
+            "loaded {total_records} records in {:.1} s; peak RSS {stream_peak:.0} MiB",
+            load_time.as_secs_f64()
+        ));
+        if phase(Phase::Dataset) {
+            rows.push(
+                Row::new(
+                    "peak server RSS during one stream of the whole data set",
+                    "MiB",
+                    Figure::of(vec![stream_peak]),
+                )
+                .note("records", total_records)
+                .note("records/s", format!("{:.0}", total_records as f64 / load_time.as_secs_f64()))
+                .note("first half MiB", format!("{first_half:.0}"))
+                .note("second half MiB", format!("{second_half:.0}"))
+                .target(
+                    "<= 256 MiB, flat",
+                    Some(stream_peak <= 256.0 && second_half <= first_half * 1.25 + 8.0),
+                ),
+            );
+        }
+    }
+
+    // --- Start-up to SERVING on the full database --------------------------------------
+    let mut startups = Vec::new();
+    for _ in (0..runs).filter(|_| phase(Phase::Startup)) {
+        let server = Server::start(&bin, &sqlite_url(&data), next_port()).await?;
+        startups.push(server.started.as_secs_f64() * 1000.0);
+        server.stop()?;
+    }
+    if phase(Phase::Startup) {
+        let startup = Figure::of(startups);
+        let ok = startup.max <= 1000.0;
+        rows.push(
+            Row::new("time from start to SERVING on the whole database", "ms", startup)
+                .target("<= 1000 ms", Some(ok)),
+        );
+    }
+
+    // --- Export, and the scan anchor ---------------------------------------------------
+    let period = Period::parse("2026Q3").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut export, mut scan, mut export_rss) = (Vec::new(), Vec::new(), Vec::new());
+    let mut scanned_rows = 0;
+    for run in (0..runs).filter(|_| phase(Phase::Export)) {
+        let server = Server::start(&bin, &sqlite_url(&data), next_port()).await?;
+        let mut client = ReportServiceClient::new(loader::connect(&server.target).await?)
+            .max_decoding_message_size(64 << 20);
+        let t0 = Instant::now();
+        let mut stream = client
+            .export_reports(pb::ExportReportsRequest { period: period.to_string(), ..Default::default() })
+            .await?
+            .into_inner();
+        let mut reports = 0usize;
+        while let Some(r) = stream.message().await? {
+            std::hint::black_box(&r);
+            reports += 1;
+        }
+        let elapsed = t0.elapsed();
+        export_rss.push(server.hwm_mib());
+        server.stop()?;
+        anyhow::ensure!(
+            reports == config.partnerships,
+            "export sent {reports} of {} reports",
+            config.partnerships
+        );
+        let (n, t) = anchors::sqlite_scan(&data.join("pm.db"), period)?;
+        scanned_rows = n;
+        export.push(n as f64 / elapsed.as_secs_f64());
+        scan.push(n as f64 / t.as_secs_f64());
+        say(format!(
+            "export run {run}: {reports} reports in {:.2} s; {:.0} rows/s, scan {:.0}",
+            elapsed.as_secs_f64(),
+            export[run],
+            scan[run]
+        ));
+    }
+    if phase(Phase::Export) {
+        let row = Row::new(format!("ExportReports {period}, all partnerships"), "rows/s", Figure::of(export))
+            .anchor("plain SELECT of the same rows, streamed", Figure::of(scan))
+            .note("rows", scanned_rows);
+        let met = row.ratio.map(|r| r >= 0.5);
+        rows.push(row.target(">= 0.5", met));
+        let rss = Figure::of(export_rss);
+        let ok = rss.max <= 256.0;
+        rows.push(
+            Row::new("peak server RSS during export", "MiB", rss)
+                .note("partnerships", config.partnerships)
+                .target("<= 256 MiB", Some(ok)),
+        );
+    }
+
+    // --- Report reads at 1, 16, 64, 256 streams, and Health/Check -----------------------
+    if phase(Phase::Reads) {
+        let server = Server::start(&bin, &sqlite_url(&data), next_port()).await?;
+        let duration = Duration::from_secs_f64(args.duration_secs);
+        let partnership_ids: Vec<String> =
+            (0..config.partnerships).map(|p| synth.partnership_id(p)).collect();
+        let ids = std::sync::Arc::new(partnership_ids);
+        // Every report once first: the steady state a report service lives in.
+        {
+            use futures::StreamExt;
+            let client = ReportServiceClient::new(loader::connect(&server.target).await?)
+                .max_decoding_message_size(64 << 20);
+            let t0 = Instant::now();
+            let warmed: Vec<_> = futures::stream::iter(ids.iter().cloned())
+                .map(|id| {
+                    let mut c = client.clone();
+                    async move {
+                        c.get_partnership_report(pb::GetPartnershipReportRequest {
+                            partnership: id,
+                            period: "2026Q3".into(),
+                            ..Default::default()
+                        })
+                        .await
+                    }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            anyhow::ensure!(warmed.iter().all(Result::is_ok), "a warm-up report failed");
+            say(format!("warmed {} reports in {:.2} s", warmed.len(), t0.elapsed().as_secs_f64()));
+        }
+        for &streams in &args.streams {
+            let chans = load::channels(&server.target, streams).await?;
+            let (mut rps, mut p50, mut p99, mut errors) = (Vec::new(), Vec::new(), Vec::new(), 0);
+            let (mut hrps, mut hp99) = (Vec::new(), Vec::new());
+            for run in 0..runs {
+                let ids = ids.clone();
+                let r = load::closed_loop(&chans, streams, duration, move |ch, seq| {
+                    let id = ids[(seq.wrapping_mul(2_654_435_761) % ids.len() as u64) as usize].clone();
+                    async move {
+                        let request = pb::GetPartnershipReportRequest {
+                            partnership: id,
+                            period: "2026Q3".into(),
+                            ..Default::default()
+                        };
+                        let body = load::raw_unary(
+                            ch,
+                            "/partnership.v1.ReportService/GetPartnershipReport",
+                            request,
+                        )
+                        .await?;
+                        // An OK answer must carry a report, not an empty body.
+                        if body.is_empty() { Err(tonic::Status::data_loss("empty report")) } else { Ok(()) }
+                    }
+                })
+                .await;
+                errors += r.error_count();
+                rps.push(r.per_second());
+                p50.push(r.quantile_ms(0.5));
+                p99.push(r.quantile_ms(0.99));
+                let h = load::closed_loop(&chans, streams, duration, |ch, _| async move {
+                    HealthClient::new(ch)
+                        .check(HealthCheckRequest { service: String::new() })
+                        .await
+                        .map(|_| ())
+                })
+                .await;
+                errors += h.error_count();
+                hrps.push(h.per_second());
+                hp99.push(h.quantile_ms(0.99));
+                say(format!(
+                    "reads at {streams} streams run {run}: report {:.0}/s p50 {:.3} ms p99 {:.3} ms; health {:.0}/s",
+                    rps[run], p50[run], p99[run], hrps[run]
+                ));
+            }
+            let p99f = Figure::of(p99);
+            let mut row =
+                Row::new(format!("GetPartnershipReport at {streams} streams"), "req/s", Figure::of(rps))
+                    .anchor("grpc.health.v1.Health/Check, same server and generator", Figure::of(hrps))
+                    .note("p50 ms", format!("{:.3}", Figure::of(p50).median))
+                    .note("p99 ms", format!("{:.3}", p99f.median))
+                    .note("health p99 ms", format!("{:.3}", Figure::of(hp99).median))
+                    .note("non-OK", errors);
+            let met = (streams == 64)
+                .then(|| row.ratio.is_some_and(|r| r >= 0.5) && p99f.median <= 2.0 && errors == 0);
+            row = row.target(if streams == 64 { ">= 0.5; p99 <= 2 ms" } else { "(shape)" }, met);
+            rows.push(row);
+        }
+        server.stop()?;
+    }
+
+    // --- Results -----------------------------------------------------------------------
+    let date = chrono_like_date();
+    let results = Results {
+        scale,
+        date: date.clone(),
+        commit: git_commit(),
+        machine: machine(),
+        records: total_records as usize,
+        partnerships: config.partnerships,
+        ingest_records_per_run: anchor_rows.len(),
+        runs,
+        rows,
+    };
+    std::fs::create_dir_all(&args.results_dir)?;
+    let path = args.results_dir.join(format!("{date}-{}.json", scale.name()));
+    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    say(format!("wrote {}", path.display()));
+    if args.markdown != "none" {
+        update_markdown(Path::new(&args.markdown), &results)?;
+        say(format!("updated {}", args.markdown));
+    }
+    println!("{}", stats::markdown(&results.rows));
+    if !args.reuse_dataset {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(())
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Today as YYYY-MM-DD (UTC), without a date crate.
+fn chrono_like_date() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Rewrites the scale's section of the Markdown file between its markers.
+fn update_markdown(path: &Path, r: &Results) -> anyhow::Result<()> {
+    let begin = format!("<!-- results:{} -->", r.scale.name());
+    let end = format!("<!-- /results:{} -->", r.scale.name());
+    let body = format!(
+        "{begin}\n### {} ({} records, {} partnerships; {} runs per figure)\n\nMeasured {} at commit `{}` on {} cores, {} GiB, {} (kernel {}). \
+         Ingest runs write {} records each into a fresh database.\n\n{}{end}",
+        r.scale.name(),
+        r.records,
+        r.partnerships,
+        r.runs,
+        r.date,
+        r.commit,
+        r.machine.cores,
+        r.machine.memory_gib,
+        r.machine.cpu,
+        r.machine.kernel,
+        r.ingest_records_per_run,
+        stats::markdown(&r.rows),
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let updated = match (text.find(&begin), text.find(&end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{}{}", &text[..a], body, &text[b + end.len()..]),
+        _ => format!("{text}\n{body}\n"),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
+}

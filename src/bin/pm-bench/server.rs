@@ -1,0 +1,149 @@
+//! The server under test as a separate process: started from the binary built
+//! beside this one, watched for memory, stopped with SIGTERM.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use partnership_metrics::cli::load::connect;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// The `partnership-metrics` binary of the same build (profile) as this one.
+pub fn server_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("partnership-metrics");
+    if !bin.exists() {
+        bail!("{} not found: build it with `cargo build --release --bins`", bin.display());
+    }
+    Ok(bin)
+}
+
+pub struct Server {
+    child: Child,
+    pub target: String,
+    pub started: Duration,
+    peak_rss: Arc<AtomicU64>,
+    sampling: Arc<AtomicBool>,
+    /// (time since start, VmRSS KiB) every 50 ms.
+    samples: Arc<std::sync::Mutex<Vec<(Duration, u64)>>>,
+}
+
+/// Resident memory of a process, in KiB, from /proc (`VmRSS` now, `VmHWM` peak).
+pub fn rss_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+impl Server {
+    /// Starts the server on `database_url` at `port` and waits until it reports
+    /// SERVING; `started` is the time from spawn to SERVING.
+    pub async fn start(bin: &Path, database_url: &str, port: u16) -> anyhow::Result<Server> {
+        let target = format!("http://127.0.0.1:{port}");
+        let t0 = Instant::now();
+        let child = Command::new(bin)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace-secs", "30"])
+            .env("DATABASE_URL", database_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let deadline = t0 + Duration::from_secs(120);
+        loop {
+            if Instant::now() > deadline {
+                bail!("server on {target} not SERVING after 120 s");
+            }
+            if let Ok(channel) = connect(&target).await {
+                let mut health = HealthClient::new(channel);
+                if let Ok(r) = health.check(HealthCheckRequest { service: String::new() }).await
+                    && r.into_inner().status == ServingStatus::Serving as i32
+                {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let started = t0.elapsed();
+        let peak_rss = Arc::new(AtomicU64::new(0));
+        let sampling = Arc::new(AtomicBool::new(true));
+        let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (pid, peak, on, log) = (child.id(), peak_rss.clone(), sampling.clone(), samples.clone());
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while on.load(Ordering::Relaxed) {
+                if let Some(kib) = rss_kib(pid, "VmRSS:") {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                    if let Ok(mut log) = log.lock() {
+                        log.push((t0.elapsed(), kib));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Ok(Server { child, target, started, peak_rss, sampling, samples })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The highest RSS sampled since the last reset, in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.peak_rss.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+
+    /// Peak RSS (MiB) over the first and the second half of the window from `from`
+    /// to now: equal halves mean memory flat in the length of the work.
+    pub fn peak_halves_mib(&self, from: Duration) -> (f64, f64) {
+        let Ok(samples) = self.samples.lock() else { return (f64::NAN, f64::NAN) };
+        let to = samples.last().map_or(from, |s| s.0);
+        let mid = from + (to.saturating_sub(from)) / 2;
+        let peak = |a: Duration, b: Duration| {
+            samples.iter().filter(|s| s.0 >= a && s.0 <= b).map(|s| s.1).max().unwrap_or(0) as f64 / 1024.0
+        };
+        (peak(from, mid), peak(mid, to))
+    }
+
+    /// Time since the sampler started, to mark the start of a piece of work.
+    pub fn now(&self) -> Duration {
+        self.samples.lock().ok().and_then(|s| s.last().map(|x| x.0)).unwrap_or_default()
+    }
+
+    /// The kernel's own high-water mark since start, in MiB.
+    pub fn hwm_mib(&self) -> f64 {
+        rss_kib(self.pid(), "VmHWM:").unwrap_or(0) as f64 / 1024.0
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.sampling.store(false, Ordering::Relaxed);
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("server exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.sampling.store(false, Ordering::Relaxed);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
