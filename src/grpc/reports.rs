@@ -12,7 +12,7 @@ use std::{
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use prost::Message;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{
     Status,
@@ -249,41 +249,69 @@ impl ReportApi {
         let (store, cache) = (self.store.clone(), self.cache.clone());
         // Partnerships are read a chunk at a time and each report is sent as soon as it
         // is computed, so the first arrives at once and memory does not grow with the
-        // number of partnerships.
+        // number of partnerships. The next chunk is computed on its own task while the
+        // current one is sent, so reading, computing and sending overlap; at most two
+        // chunks are held at once.
         tokio::spawn(
             async move {
                 let mut after: Option<String> = None;
+                let mut more = true;
+                let mut in_flight: Option<JoinHandle<Result<Vec<Option<Bytes>>>>> = None;
                 loop {
-                    let page = PageRequest { after: after.clone(), limit: EXPORT_CHUNK };
-                    let chunk = match store.list_partnerships(page).await {
-                        Ok(chunk) => chunk,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.into())).await;
-                            return;
+                    let chunk = if !more {
+                        Vec::new()
+                    } else {
+                        let page = PageRequest { after: after.clone(), limit: EXPORT_CHUNK };
+                        match store.list_partnerships(page).await {
+                            Ok(chunk) => chunk,
+                            Err(e) => {
+                                let _ = tx.send(Err(e.into())).await;
+                                return;
+                            }
                         }
                     };
-                    let items: Vec<(Id, Period)> = chunk.iter().map(|p| (p.id.clone(), period)).collect();
-                    let encoded = match reports(&store, &cache, &items, &options).await {
-                        Ok(encoded) => encoded,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.into())).await;
-                            return;
-                        }
-                    };
-                    // Partnerships are never deleted, so none is None; skipped if one were.
-                    for report in encoded.into_iter().flatten() {
-                        let mut message = BytesMut::with_capacity(report.len() + 8);
-                        put_message_field(1, &report, &mut message);
-                        if tx.send(Ok(message.freeze())).await.is_err() {
-                            warn!("export client went away");
-                            return;
-                        }
-                    }
                     match chunk.last() {
                         Some(last) if chunk.len() == EXPORT_CHUNK as usize => {
                             after = Some(last.id.to_string())
                         }
-                        _ => return,
+                        _ => more = false,
+                    }
+                    let next = (!chunk.is_empty()).then(|| {
+                        let items: Vec<(Id, Period)> = chunk.iter().map(|p| (p.id.clone(), period)).collect();
+                        let (store, cache) = (store.clone(), cache.clone());
+                        tokio::spawn(
+                            async move { reports(&store, &cache, &items, &options).await }.in_current_span(),
+                        )
+                    });
+                    let current = std::mem::replace(&mut in_flight, next);
+                    if let Some(current) = current {
+                        let encoded = match current.await {
+                            Ok(Ok(encoded)) => encoded,
+                            Ok(Err(e)) => {
+                                let _ = tx.send(Err(e.into())).await;
+                                return;
+                            }
+                            Err(e) => {
+                                let _ = tx
+                                    .send(Err(
+                                        Error::internal(anyhow::anyhow!("export task failed: {e}")).into()
+                                    ))
+                                    .await;
+                                return;
+                            }
+                        };
+                        // Partnerships are never deleted, so none is None; skipped if one were.
+                        for report in encoded.into_iter().flatten() {
+                            let mut message = BytesMut::with_capacity(report.len() + 8);
+                            put_message_field(1, &report, &mut message);
+                            if tx.send(Ok(message.freeze())).await.is_err() {
+                                warn!("export client went away");
+                                return;
+                            }
+                        }
+                    }
+                    if in_flight.is_none() {
+                        return;
                     }
                 }
             }

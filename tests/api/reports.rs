@@ -239,3 +239,27 @@ async fn export_streams_every_partnership_in_id_order() {
     assert_error(&err, Code::InvalidArgument, "INVALID_REPORT_REQUEST", &["period"]);
 }
 }
+
+backend_test! {
+async fn export_crosses_chunk_boundaries_without_losing_or_repeating_a_partnership() {
+    let app = spawn_app().await;
+    // The export reads partnerships in chunks of 100 and computes the next chunk while
+    // sending the current one; 250 covers full chunks, a partial last one and the seams.
+    let mut expected: Vec<String> = (0..250).map(|i| format!("p-{:03}", (i * 7) % 250)).collect();
+    for p in &expected {
+        app.create_partnership(p).await;
+    }
+    expected.sort();
+    let mut stream = app
+        .reports()
+        .export_reports(pb::ExportReportsRequest { period: "2026Q3".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(item) = stream.next().await {
+        seen.push(item.unwrap().report.unwrap().partnership);
+    }
+    assert_eq!(seen, expected);
+}
+}
