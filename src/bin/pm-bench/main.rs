@@ -95,6 +95,9 @@ struct Args {
     /// The measurements to run.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ingest,dataset,startup,export,reads")]
     phases: Vec<Phase>,
+    /// Load about this many records instead of the scale's number (smoke runs).
+    #[arg(long)]
+    records: Option<usize>,
     /// Keep the loaded data set under the work directory and reuse it next time
     /// (for profiling one phase; the published figures load it afresh).
     #[arg(long)]
@@ -224,10 +227,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = server::server_binary()?;
     let scale = args.scale;
-    let config = synth::SynthConfig::scaled(scale.records());
+    let records = args.records.unwrap_or(scale.records());
+    let config = synth::SynthConfig::scaled(records);
     let synth = synth::Synth::new(config);
     let registry = anchors::registry(&synth);
-    let n_ingest = scale.ingest_records();
+    let n_ingest = scale.ingest_records().min(records);
     let runs = args.runs.max(1);
     let mut port = args.port;
     let mut next_port = || {
@@ -422,7 +426,15 @@ async fn main() -> anyhow::Result<()> {
 
     // --- Report reads at 1, 16, 64, 256 streams, and Health/Check -----------------------
     if phase(Phase::Reads) {
-        let server = Server::start(&bin, &sqlite_url(&data), next_port()).await?;
+        // A report service holds its working set: here every partnership's report.
+        let cache = format!("{}", (config.partnerships * 16 / 1024).max(64));
+        let server = Server::start_with(
+            &bin,
+            &sqlite_url(&data),
+            next_port(),
+            &[("PM_REPORT_CACHE_MIB", cache.as_str())],
+        )
+        .await?;
         let duration = Duration::from_secs_f64(args.duration_secs);
         let partnership_ids: Vec<String> =
             (0..config.partnerships).map(|p| synth.partnership_id(p)).collect();

@@ -51,12 +51,23 @@ impl Server {
     /// Starts the server on `database_url` at `port` and waits until it reports
     /// SERVING; `started` is the time from spawn to SERVING.
     pub async fn start(bin: &Path, database_url: &str, port: u16) -> anyhow::Result<Server> {
+        Server::start_with(bin, database_url, port, &[]).await
+    }
+
+    /// As [`Server::start`], with extra environment variables.
+    pub async fn start_with(
+        bin: &Path,
+        database_url: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let target = format!("http://127.0.0.1:{port}");
         let t0 = Instant::now();
         let child = Command::new(bin)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace-secs", "30"])
             .env("DATABASE_URL", database_url)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
