@@ -124,6 +124,13 @@ pub struct ServeArgs {
     /// partnership's data changes. 0 turns the cache off.
     #[arg(long, env = "PM_REPORT_CACHE_MIB", default_value_t = 64)]
     pub report_cache_mib: usize,
+
+    /// Threads that run the server; default one per core. With 1 the server runs on a
+    /// single-threaded runtime, which writes several responses per system call: on
+    /// small machines that share their cores with a proxy or a load generator it
+    /// serves more requests, with lower tail latency (see BENCHMARKS.md).
+    #[arg(long, env = "PM_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
 }
 
 /// What the server needs to start; built from [`ServeArgs`] or directly by tests.

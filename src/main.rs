@@ -1,5 +1,6 @@
 //! `partnership-metrics`: thin entry point; the work is in the library.
 
+use anyhow::Context;
 use clap::Parser;
 use partnership_metrics::{
     cli,
@@ -8,9 +9,24 @@ use partnership_metrics::{
     telemetry,
 };
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let workers = match &cli.command {
+        Command::Serve(args) => args.worker_threads,
+        _ => None,
+    };
+    let runtime = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(usize::from(n)).enable_all().build()
+        }
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .context("starting the tokio runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     // Inside the runtime: the OTLP exporter's channel needs one, and the guard must
     // flush before the runtime goes.
     let _telemetry = telemetry::init(cli.log_format)?;

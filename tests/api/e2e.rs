@@ -35,13 +35,14 @@ impl Server {
     pub fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("e2e.db").display());
-        Server::start_on(&url, dir)
+        Server::start_on(&url, dir, &[])
     }
 
-    /// On the database `url` names.
-    pub fn start_on(url: &str, dir: tempfile::TempDir) -> Server {
+    /// On the database `url` names, with extra `serve` flags.
+    pub fn start_on(url: &str, dir: tempfile::TempDir, flags: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_partnership-metrics"))
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--shutdown-grace-secs", "5"])
+            .args(flags)
             .env("DATABASE_URL", url)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -192,7 +193,11 @@ fn python_scenarios(python: PathBuf, server: Server) {
 #[test]
 fn python_grpcio_client_drives_registry_submissions_and_reports_on_sqlite() {
     let Some(python) = tool("PM_TEST_PYTHON") else { return };
-    python_scenarios(python, Server::start());
+    // On the single-threaded runtime (`--worker-threads 1`), which the benchmarks use;
+    // the other end-to-end tests run the default multi-threaded one.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("e2e.db").display());
+    python_scenarios(python, Server::start_on(&url, dir, &["--worker-threads", "1"]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,7 +208,7 @@ async fn python_grpcio_client_drives_registry_submissions_and_reports_on_postgre
         return;
     }
     let db = crate::helpers::TestDatabase::new(crate::helpers::Backend::Postgres).await;
-    let server = Server::start_on(&db.url, tempfile::tempdir().unwrap());
+    let server = Server::start_on(&db.url, tempfile::tempdir().unwrap(), &[]);
     tokio::task::spawn_blocking(move || python_scenarios(python, server)).await.unwrap();
     drop(db);
 }

@@ -51,8 +51,8 @@ async fn two_replicas_ingesting_the_same_batches_end_as_a_serial_run() {
     let db = TestDatabase::new(Backend::Postgres).await;
     let (url_a, url_b) = (db.url.clone(), db.url.clone());
     let (a, b) = tokio::join!(
-        tokio::task::spawn_blocking(move || Server::start_on(&url_a, tempfile::tempdir().unwrap())),
-        tokio::task::spawn_blocking(move || Server::start_on(&url_b, tempfile::tempdir().unwrap())),
+        tokio::task::spawn_blocking(move || Server::start_on(&url_a, tempfile::tempdir().unwrap(), &[])),
+        tokio::task::spawn_blocking(move || Server::start_on(&url_b, tempfile::tempdir().unwrap(), &[])),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     let (ch_a, ch_b) = (channel(&a.addr).await, channel(&b.addr).await);
