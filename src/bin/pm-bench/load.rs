@@ -51,6 +51,21 @@ pub async fn channels(target: &str, streams: usize) -> anyhow::Result<Vec<Channe
     Ok(out)
 }
 
+/// Runs `make()` to completion on a single-threaded tokio runtime on a thread of its
+/// own. Channels must be made inside it: a connection lives on the runtime that made it.
+pub async fn on_own_thread<F, Fut, T>(make: F) -> anyhow::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<T>>,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(make())
+    })
+    .await?
+}
+
 pub async fn closed_loop<F, Fut>(
     channels: &[Channel],
     streams: usize,

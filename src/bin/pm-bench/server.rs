@@ -2,7 +2,7 @@
 //! beside this one, watched for memory, stopped with SIGTERM.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -17,14 +17,21 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+/// How to start the server under test.
+pub struct Binary {
+    pub path: PathBuf,
+    /// Its `--worker-threads`; 0 leaves its default.
+    pub threads: u16,
+}
+
 /// The `partnership-metrics` binary of the same build (profile) as this one.
-pub fn server_binary() -> anyhow::Result<PathBuf> {
+pub fn server_binary(threads: u16) -> anyhow::Result<Binary> {
     let me = std::env::current_exe()?;
-    let bin = me.with_file_name("partnership-metrics");
-    if !bin.exists() {
-        bail!("{} not found: build it with `cargo build --release --bins`", bin.display());
+    let path = me.with_file_name("partnership-metrics");
+    if !path.exists() {
+        bail!("{} not found: build it with `cargo build --release --bins`", path.display());
     }
-    Ok(bin)
+    Ok(Binary { path, threads })
 }
 
 pub struct Server {
@@ -50,28 +57,32 @@ pub fn rss_kib(pid: u32, field: &str) -> Option<u64> {
 impl Server {
     /// Starts the server on `database_url` at `port` and waits until it reports
     /// SERVING; `started` is the time from spawn to SERVING.
-    pub async fn start(bin: &Path, database_url: &str, port: u16) -> anyhow::Result<Server> {
+    pub async fn start(bin: &Binary, database_url: &str, port: u16) -> anyhow::Result<Server> {
         Server::start_with(bin, database_url, port, &[]).await
     }
 
     /// As [`Server::start`], with extra environment variables.
     pub async fn start_with(
-        bin: &Path,
+        bin: &Binary,
         database_url: &str,
         port: u16,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Server> {
         let target = format!("http://127.0.0.1:{port}");
         let t0 = Instant::now();
-        let child = Command::new(bin)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace-secs", "30"])
+        let mut command = Command::new(&bin.path);
+        command.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace-secs", "30"]);
+        if bin.threads > 0 {
+            command.args(["--worker-threads", &bin.threads.to_string()]);
+        }
+        let child = command
             .env("DATABASE_URL", database_url)
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+            .with_context(|| format!("starting {}", bin.path.display()))?;
         let deadline = t0 + Duration::from_secs(120);
         loop {
             if Instant::now() > deadline {
@@ -88,6 +99,8 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let started = t0.elapsed();
+        // For bench/profile.sh, which attaches perf to this process.
+        eprintln!("[pm-bench] server pid {} serving on {target}", child.id());
         let peak_rss = Arc::new(AtomicU64::new(0));
         let sampling = Arc::new(AtomicBool::new(true));
         let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
