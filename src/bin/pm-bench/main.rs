@@ -240,9 +240,13 @@ async fn main() -> anyhow::Result<()> {
     let n_ingest = scale.ingest_records().min(records);
     let runs = args.runs.max(1);
     let mut port = args.port;
-    let mut next_port = || {
-        port += 1;
-        port
+    // Outgoing connections take ephemeral ports from this range too, so a port is
+    // used only if it can be bound now.
+    let mut next_port = || loop {
+        port = port.checked_add(1).unwrap_or(50_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
     };
     let work = args.work_dir.join(scale.name());
     let mut rows: Vec<Row> = Vec::new();

@@ -75,7 +75,7 @@ impl Server {
         if bin.threads > 0 {
             command.args(["--worker-threads", &bin.threads.to_string()]);
         }
-        let child = command
+        let mut child = command
             .env("DATABASE_URL", database_url)
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
@@ -87,6 +87,9 @@ impl Server {
         loop {
             if Instant::now() > deadline {
                 bail!("server on {target} not SERVING after 120 s");
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("server for {target} exited before SERVING: {status}");
             }
             if let Ok(channel) = connect(&target).await {
                 let mut health = HealthClient::new(channel);
