@@ -128,7 +128,9 @@ pub struct ServeArgs {
     /// Threads that run the server; default one per core. With 1 the server runs on a
     /// single-threaded runtime, which writes several responses per system call: on
     /// small machines that share their cores with a proxy or a load generator it
-    /// serves more requests, with lower tail latency (see BENCHMARKS.md).
+    /// serves more requests, with lower tail latency (see BENCHMARKS.md). The price:
+    /// reports computed on a cache miss (an export's chunk of 100, say) hold up the
+    /// other calls while they compute.
     #[arg(long, env = "PM_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub worker_threads: Option<u16>,
 }
