@@ -194,5 +194,16 @@ mod tests {
         let Command::Serve(args) = cli.command else { panic!("not serve") };
         assert_eq!(args.listen.port(), 0);
         assert_eq!(args.database_url, "sqlite://x.db");
+        assert_eq!(args.worker_threads, None, "the runtime's own default unless asked");
+    }
+
+    #[test]
+    fn worker_threads_must_be_at_least_one() {
+        let serve = |n: &str| Cli::try_parse_from(["partnership-metrics", "serve", "--worker-threads", n]);
+        let Command::Serve(args) = serve("1").unwrap().command else { panic!("not serve") };
+        assert_eq!(args.worker_threads, Some(1));
+        for bad in ["0", "-1", "many"] {
+            assert!(serve(bad).is_err(), "--worker-threads {bad} was accepted");
+        }
     }
 }
