@@ -247,78 +247,62 @@ impl ReportApi {
         };
         let (tx, rx) = mpsc::channel(EXPORT_BUFFER);
         let (store, cache) = (self.store.clone(), self.cache.clone());
-        // Partnerships are read a chunk at a time and each report is sent as soon as it
-        // is computed, so the first arrives at once and memory does not grow with the
-        // number of partnerships. The next chunk is computed on its own task while the
-        // current one is sent, so reading, computing and sending overlap; at most two
-        // chunks are held at once.
         tokio::spawn(
             async move {
-                let mut after: Option<String> = None;
-                let mut more = true;
-                let mut in_flight: Option<JoinHandle<Result<Vec<Option<Bytes>>>>> = None;
-                loop {
-                    let chunk = if !more {
-                        Vec::new()
-                    } else {
-                        let page = PageRequest { after: after.clone(), limit: EXPORT_CHUNK };
-                        match store.list_partnerships(page).await {
-                            Ok(chunk) => chunk,
-                            Err(e) => {
-                                let _ = tx.send(Err(e.into())).await;
-                                return;
-                            }
-                        }
-                    };
-                    match chunk.last() {
-                        Some(last) if chunk.len() == EXPORT_CHUNK as usize => {
-                            after = Some(last.id.to_string())
-                        }
-                        _ => more = false,
-                    }
-                    let next = (!chunk.is_empty()).then(|| {
-                        let items: Vec<(Id, Period)> = chunk.iter().map(|p| (p.id.clone(), period)).collect();
-                        let (store, cache) = (store.clone(), cache.clone());
-                        tokio::spawn(
-                            async move { reports(&store, &cache, &items, &options).await }.in_current_span(),
-                        )
-                    });
-                    let current = std::mem::replace(&mut in_flight, next);
-                    if let Some(current) = current {
-                        let encoded = match current.await {
-                            Ok(Ok(encoded)) => encoded,
-                            Ok(Err(e)) => {
-                                let _ = tx.send(Err(e.into())).await;
-                                return;
-                            }
-                            Err(e) => {
-                                let _ = tx
-                                    .send(Err(
-                                        Error::internal(anyhow::anyhow!("export task failed: {e}")).into()
-                                    ))
-                                    .await;
-                                return;
-                            }
-                        };
-                        // Partnerships are never deleted, so none is None; skipped if one were.
-                        for report in encoded.into_iter().flatten() {
-                            let mut message = BytesMut::with_capacity(report.len() + 8);
-                            put_message_field(1, &report, &mut message);
-                            if tx.send(Ok(message.freeze())).await.is_err() {
-                                warn!("export client went away");
-                                return;
-                            }
-                        }
-                    }
-                    if in_flight.is_none() {
-                        return;
-                    }
+                if let Err(e) = send_exports(store, cache, period, options, &tx).await {
+                    let _ = tx.send(Err(e.into())).await;
                 }
             }
             .in_current_span(),
         );
         Ok(ReceiverStream::new(rx))
     }
+}
+
+/// Sends every partnership's report for `period`, in id order. Partnerships are read a
+/// chunk at a time and each report is sent as soon as its chunk is computed, so the
+/// first arrives at once and memory does not grow with the number of partnerships. The
+/// next chunk is read and computed on its own task while the current one is sent, so
+/// reading, computing and sending overlap; at most two chunks are held at once.
+async fn send_exports(
+    store: Arc<dyn Store>,
+    cache: Arc<ReportCache>,
+    period: Period,
+    options: ReportOptions,
+    tx: &mpsc::Sender<std::result::Result<Bytes, Status>>,
+) -> Result<()> {
+    let options = Arc::new(options);
+    let compute = |chunk: Vec<(Id, Period)>| {
+        let (store, cache, options) = (store.clone(), cache.clone(), options.clone());
+        tokio::spawn(async move { reports(&store, &cache, &chunk, &options).await }.in_current_span())
+    };
+    let mut after: Option<String> = None;
+    let mut more = true;
+    let mut in_flight: Option<JoinHandle<Result<Vec<Option<Bytes>>>>> = None;
+    while more || in_flight.is_some() {
+        let next = if more {
+            let page = PageRequest { after: after.take(), limit: EXPORT_CHUNK };
+            let chunk = store.list_partnerships(page).await?;
+            more = chunk.len() == EXPORT_CHUNK as usize;
+            after = chunk.last().map(|p| p.id.to_string());
+            (!chunk.is_empty()).then(|| compute(chunk.into_iter().map(|p| (p.id, period)).collect()))
+        } else {
+            None
+        };
+        let Some(current) = std::mem::replace(&mut in_flight, next) else { continue };
+        let encoded =
+            current.await.map_err(|e| Error::internal(anyhow::anyhow!("export task failed: {e}")))??;
+        // Partnerships are never deleted, so none is None; skipped if one were.
+        for report in encoded.into_iter().flatten() {
+            let mut message = BytesMut::with_capacity(report.len() + 8);
+            put_message_field(1, &report, &mut message);
+            if tx.send(Ok(message.freeze())).await.is_err() {
+                warn!("export client went away");
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A codec whose responses are protobuf messages encoded already.
