@@ -82,8 +82,10 @@ async fn reports(
     let options_key = options_key(options);
     let mut out = vec![None; items.len()];
     let mut missing = Vec::new();
-    for (i, (partnership, period)) in items.iter().enumerate() {
-        let Some(version) = store.data_version(partnership).await? else { continue };
+    let ids: Vec<Id> = items.iter().map(|(p, _)| p.clone()).collect();
+    let versions = store.data_versions(&ids).await?;
+    for (i, ((partnership, period), version)) in items.iter().zip(versions).enumerate() {
+        let Some(version) = version else { continue };
         match cache.get(&(partnership.clone(), *period, options_key.clone()), version) {
             Some(hit) => out[i] = Some(hit),
             None => missing.push((i, version)),

@@ -110,11 +110,12 @@ pub trait Store: Send + Sync + fmt::Debug {
         to: crate::domain::Date,
     ) -> Result<Vec<ReportData>>;
 
-    /// The partnership's data version: it changes in the same transaction as every
-    /// write that can change one of its reports (its records, its memberships, its
-    /// members' restructuring events). `None` for an unknown partnership. A cached
-    /// report is valid exactly while its partnership's version is unchanged.
-    async fn data_version(&self, partnership: &Id) -> Result<Option<i64>>;
+    /// Each partnership's data version, in the order given: it changes in the same
+    /// transaction as every write that can change one of its reports (its records,
+    /// its memberships, its members' restructuring events). `None` for an unknown
+    /// partnership. A cached report is valid exactly while its partnership's version
+    /// is unchanged. One call for many, so an export chunk costs one query.
+    async fn data_versions(&self, partnerships: &[Id]) -> Result<Vec<Option<i64>>>;
 
     /// Forgets request ids older than the retention; returns how many were removed.
     async fn purge_request_log(&self, older_than: crate::domain::Timestamp) -> Result<u64>;

@@ -9,7 +9,7 @@
 
 mod records;
 
-use std::{str::FromStr, sync::Arc, time::Duration};
+use std::{collections::HashMap, str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use serde::{Serialize, de::DeserializeOwned};
@@ -427,12 +427,17 @@ impl Store for PostgresStore {
         self.report_data_impl(partnerships, from, to).await
     }
 
-    async fn data_version(&self, partnership: &Id) -> Result<Option<i64>> {
+    async fn data_versions(&self, partnerships: &[Id]) -> Result<Vec<Option<i64>>> {
         // Another replica may have written: the database is the only authority.
-        Ok(sqlx::query_scalar("SELECT data_version FROM partnerships WHERE id = $1")
-            .bind(partnership.as_str())
-            .fetch_optional(&self.pool)
-            .await?)
+        let ids: Vec<&str> = partnerships.iter().map(Id::as_str).collect();
+        let found: HashMap<String, i64> =
+            sqlx::query_as("SELECT id, data_version FROM partnerships WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
+        Ok(partnerships.iter().map(|p| found.get(p.as_str()).copied()).collect())
     }
 
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {

@@ -420,25 +420,24 @@ impl Store for SqliteStore {
         self.report_data_impl(partnerships, from, to).await
     }
 
-    async fn data_version(&self, partnership: &Id) -> Result<Option<i64>> {
-        let known = self
-            .versions
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(partnership.as_str())
-            .copied();
-        if known.is_some() {
-            return Ok(known);
+    async fn data_versions(&self, partnerships: &[Id]) -> Result<Vec<Option<i64>>> {
+        let mut out: Vec<Option<i64>> = {
+            let versions = self.versions.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            partnerships.iter().map(|p| versions.get(p.as_str()).copied()).collect()
+        };
+        for (p, version) in partnerships.iter().zip(out.iter_mut()).filter(|(_, v)| v.is_none()) {
+            // Not seen yet (never, as the map is loaded at start and kept): ask the file.
+            let stored: Option<i64> =
+                sqlx::query_scalar("SELECT data_version FROM partnerships WHERE id = ?")
+                    .bind(p.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(v) = stored {
+                self.set_versions(&[(p.to_string(), v)]);
+            }
+            *version = stored;
         }
-        // Not seen yet (never, as the map is loaded at start and kept): ask the file.
-        let stored: Option<i64> = sqlx::query_scalar("SELECT data_version FROM partnerships WHERE id = ?")
-            .bind(partnership.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(v) = stored {
-            self.set_versions(&[(partnership.to_string(), v)]);
-        }
-        Ok(stored)
+        Ok(out)
     }
 
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {
