@@ -543,7 +543,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // --- Results -----------------------------------------------------------------------
-    let date = chrono_like_date();
+    let date = today();
     let results = Results {
         scale,
         date: date.clone(),
@@ -581,22 +581,15 @@ fn git_commit() -> String {
         .unwrap_or_default()
 }
 
-/// Today as YYYY-MM-DD (UTC), without a date crate.
-fn chrono_like_date() -> String {
+/// Today as YYYY-MM-DD (UTC).
+fn today() -> String {
     let days = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+        .map_or(0, |d| d.as_secs() / 86_400);
+    i32::try_from(days)
+        .ok()
+        .and_then(partnership_metrics::domain::Date::from_days)
+        .map_or_else(|| "unknown-date".to_string(), |d| d.to_string())
 }
 
 /// Rewrites the scale's section of the Markdown file between its markers.
