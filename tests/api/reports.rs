@@ -7,7 +7,7 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 
 use crate::{
-    helpers::{assert_error, spawn_app},
+    helpers::{TestApp, assert_error, spawn_app},
     worked::{self, PARTNERSHIP},
 };
 
@@ -205,6 +205,21 @@ async fn a_series_pages_oldest_first_and_matches_single_reports() {
 }
 }
 
+/// Every report of one ExportReports call for `period`, in the order sent.
+async fn export_all(app: &TestApp, period: &str) -> Vec<pb::PartnershipReport> {
+    let mut stream = app
+        .reports()
+        .export_reports(pb::ExportReportsRequest { period: period.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut reports = Vec::new();
+    while let Some(item) = stream.next().await {
+        reports.push(item.unwrap().report.unwrap());
+    }
+    reports
+}
+
 backend_test! {
 async fn export_streams_every_partnership_in_id_order() {
     let app = spawn_app().await;
@@ -212,17 +227,11 @@ async fn export_streams_every_partnership_in_id_order() {
     for p in ["pb-empty", "aa-first"] {
         app.create_partnership(p).await;
     }
-    let mut stream = app
-        .reports()
-        .export_reports(pb::ExportReportsRequest { period: "2026Q3".into(), ..Default::default() })
+    let seen: Vec<_> = export_all(&app, "2026Q3")
         .await
-        .unwrap()
-        .into_inner();
-    let mut seen = Vec::new();
-    while let Some(item) = stream.next().await {
-        let report = item.unwrap().report.unwrap();
-        seen.push((report.partnership.clone(), report.composite.unwrap().psi));
-    }
+        .into_iter()
+        .map(|report| (report.partnership, report.composite.unwrap().psi))
+        .collect();
     assert_eq!(
         seen,
         [
@@ -250,16 +259,71 @@ async fn export_crosses_chunk_boundaries_without_losing_or_repeating_a_partnersh
         app.create_partnership(p).await;
     }
     expected.sort();
-    let mut stream = app
-        .reports()
-        .export_reports(pb::ExportReportsRequest { period: "2026Q3".into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut seen = Vec::new();
-    while let Some(item) = stream.next().await {
-        seen.push(item.unwrap().report.unwrap().partnership);
-    }
+    let seen: Vec<String> =
+        export_all(&app, "2026Q3").await.into_iter().map(|report| report.partnership).collect();
     assert_eq!(seen, expected);
+}
+}
+
+/// A write that reaches the worked example's 2026Q3 report without naming the
+/// partnership: a restructuring event of a member agency names only the agency.
+async fn member_restructures(app: &TestApp) {
+    let event = crate::fixtures::rec(pb::record::Kind::RestructuringEvent(pb::RestructuringEvent {
+        agency: "la-b".into(),
+        event_id: "late-change".into(),
+        date: "2026-07-20".into(),
+        kind: pb::RestructuringKind::Reorganisation as i32,
+        staff_affected: 12,
+    }));
+    app.submission()
+        .submit_records(pb::SubmitRecordsRequest { request_id: "indirect-1".into(), records: vec![event] })
+        .await
+        .unwrap();
+}
+
+/// A registry write that changes the report: vol-c leaves before the quarter ends.
+async fn member_leaves(app: &TestApp) {
+    app.registry()
+        .update_membership(pb::UpdateMembershipRequest {
+            membership: Some(pb::Membership {
+                name: format!("partnerships/{PARTNERSHIP}/memberships/vol-c"),
+                end_date: "2026-09-01".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["end_date".into()] }),
+        })
+        .await
+        .unwrap();
+}
+
+backend_test! {
+async fn a_cached_report_never_outlives_a_write_that_changes_it() {
+    let get = |app: &TestApp| {
+        let mut client = app.reports();
+        async move { client.get_partnership_report(request(PARTNERSHIP, "2026Q3")).await.unwrap().into_inner() }
+    };
+    let app = spawn_app().await;
+    worked::load(&app).await;
+    let before = get(&app).await;
+    assert_eq!(get(&app).await, before, "the same report again, from the cache");
+    assert_eq!(export_all(&app, "2026Q3").await, std::slice::from_ref(&before));
+
+    member_restructures(&app).await;
+    let restructured = get(&app).await;
+    assert_ne!(restructured, before, "a member's restructuring changes the report");
+    assert_eq!(export_all(&app, "2026Q3").await, std::slice::from_ref(&restructured));
+
+    member_leaves(&app).await;
+    let left = get(&app).await;
+    assert_ne!(left, restructured, "a member leaving changes the report");
+    assert_eq!(export_all(&app, "2026Q3").await, std::slice::from_ref(&left));
+
+    // A server that never cached the earlier reports computes the same ones.
+    let fresh = spawn_app().await;
+    worked::load(&fresh).await;
+    member_restructures(&fresh).await;
+    assert_eq!(get(&fresh).await, restructured);
+    member_leaves(&fresh).await;
+    assert_eq!(get(&fresh).await, left);
 }
 }
