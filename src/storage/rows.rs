@@ -55,19 +55,35 @@ pub(crate) fn corrupt(what: &str, value: &str) -> Error {
     Error::internal(anyhow::anyhow!("stored {what} {value:?} is not valid"))
 }
 
+// Stored values to domain values, for sqlx rows (below) and the SQLite store's
+// rusqlite rows alike.
+
+pub(crate) fn stored_id(s: String) -> Result<Id> {
+    Id::parse(&s).map_err(|_| corrupt("id", &s))
+}
+
+pub(crate) fn stored_date(s: String) -> Result<Date> {
+    Date::parse(&s).map_err(|_| corrupt("date", &s))
+}
+
+/// A date stored as days since 1970-01-01.
+pub(crate) fn stored_day(days: i64) -> Result<Date> {
+    i32::try_from(days).ok().and_then(Date::from_days).ok_or_else(|| corrupt("day", &days.to_string()))
+}
+
+pub(crate) fn stored_terms(role: String, start: String, end: Option<String>) -> Result<MembershipTerms> {
+    Ok(MembershipTerms {
+        role: Role::from_name(&role).ok_or_else(|| corrupt("role", &role))?,
+        start_date: stored_date(start)?,
+        end_date: end.map(stored_date).transpose()?,
+    })
+}
+
 pub(crate) fn id_col<R: AnyRow>(row: &R, i: usize) -> Result<Id>
 where
     usize: ColumnIndex<R>,
 {
-    let s = row.text(i)?;
-    Id::parse(&s).map_err(|_| corrupt("id", &s))
-}
-
-pub(crate) fn date_col<R: AnyRow>(row: &R, i: usize) -> Result<Option<Date>>
-where
-    usize: ColumnIndex<R>,
-{
-    row.opt_text(i)?.map(|s| Date::parse(&s).map_err(|_| corrupt("date", &s))).transpose()
+    stored_id(row.text(i)?)
 }
 
 /// Columns: id, display_name, sector, create_time.
@@ -109,12 +125,7 @@ pub(crate) fn membership_terms<R: AnyRow>(row: &R, first: usize) -> Result<Membe
 where
     usize: ColumnIndex<R>,
 {
-    let role = row.text(first)?;
-    Ok(MembershipTerms {
-        role: Role::from_name(&role).ok_or_else(|| corrupt("role", &role))?,
-        start_date: date_col(row, first + 1)?.ok_or_else(|| corrupt("start date", "NULL"))?,
-        end_date: date_col(row, first + 2)?,
-    })
+    stored_terms(row.text(first)?, row.text(first + 1)?, row.opt_text(first + 2)?)
 }
 
 pub(crate) fn membership<R: AnyRow>(row: &R) -> Result<Membership>
@@ -135,8 +146,7 @@ pub(crate) fn day_col<R: AnyRow>(row: &R, i: usize) -> Result<Date>
 where
     usize: ColumnIndex<R>,
 {
-    let days = row.int(i)?;
-    i32::try_from(days).ok().and_then(Date::from_days).ok_or_else(|| corrupt("day", &days.to_string()))
+    stored_day(row.int(i)?)
 }
 
 /// Columns: revision, request_id, commit_time, content, previous content.

@@ -26,11 +26,11 @@ use crate::{
         Date, Id, Idempotency, Timestamp,
         check::{CheckedBatch, FactQuery, PreconditionFacts},
         records::RecordKind,
-        registry::{Membership, MembershipTerms, Role},
+        registry::Membership,
         submission::{ReportData, SubmitOutcome},
     },
     error::{Error, Result},
-    storage::rows::corrupt,
+    storage::rows::{stored_day, stored_id, stored_terms},
 };
 
 fn db(e: rusqlite::Error) -> Error {
@@ -239,14 +239,6 @@ fn replay(tx: &rusqlite::Transaction<'_>, idem: &Idempotency) -> Result<Option<S
         .map_err(|e| Error::internal(anyhow::anyhow!("decoding a stored response: {e}")))
 }
 
-fn day(days: i64) -> Result<Date> {
-    i32::try_from(days).ok().and_then(Date::from_days).ok_or_else(|| corrupt("day", &days.to_string()))
-}
-
-fn id(s: String) -> Result<Id> {
-    Id::parse(&s).map_err(|_| corrupt("id", &s))
-}
-
 /// Loads, inside the write transaction, the stored facts the precondition checks need.
 fn load_facts(tx: &rusqlite::Transaction<'_>, query: &FactQuery) -> Result<PreconditionFacts> {
     let mut facts = PreconditionFacts::default();
@@ -260,13 +252,7 @@ fn load_facts(tx: &rusqlite::Transaction<'_>, query: &FactQuery) -> Result<Preco
             .optional()
             .map_err(db)?;
         if let Some((role, start, end)) = row {
-            let date = |s: String| Date::parse(&s).map_err(|_| corrupt("date", &s));
-            let terms = MembershipTerms {
-                role: Role::from_name(&role).ok_or_else(|| corrupt("role", &role))?,
-                start_date: date(start)?,
-                end_date: end.map(date).transpose()?,
-            };
-            facts.memberships.insert((partnership.clone(), agency.clone()), terms);
+            facts.memberships.insert((partnership.clone(), agency.clone()), stored_terms(role, start, end)?);
         }
     }
     for (partnership, version) in &query.adoptions {
@@ -276,7 +262,7 @@ fn load_facts(tx: &rusqlite::Transaction<'_>, query: &FactQuery) -> Result<Preco
             .optional()
             .map_err(db)?;
         if let Some(start) = start {
-            facts.adoptions.insert((partnership.clone(), *version), day(start)?);
+            facts.adoptions.insert((partnership.clone(), *version), stored_day(start)?);
         }
     }
     for (partnership, version) in &query.endorsements {
@@ -290,7 +276,7 @@ fn load_facts(tx: &rusqlite::Transaction<'_>, query: &FactQuery) -> Result<Preco
         let mut rows = stmt.query((prefix.as_str(), upper.as_str())).map_err(db)?;
         let mut endorsements = BTreeMap::new();
         while let Some(row) = rows.next().map_err(db)? {
-            endorsements.insert(id(row.get(0).map_err(db)?)?, day(row.get(1).map_err(db)?)?);
+            endorsements.insert(stored_id(row.get(0).map_err(db)?)?, stored_day(row.get(1).map_err(db)?)?);
         }
         facts.endorsements.insert((partnership.clone(), *version), endorsements);
     }
@@ -394,16 +380,10 @@ pub(super) fn read_report_data(
 /// update_time.
 fn membership(row: &rusqlite::Row<'_>) -> Result<Membership> {
     let text = |i: usize| row.get::<_, String>(i).map_err(db);
-    let date = |s: String| Date::parse(&s).map_err(|_| corrupt("date", &s));
-    let role = text(2)?;
     Ok(Membership {
-        partnership: id(text(0)?)?,
-        agency: id(text(1)?)?,
-        terms: MembershipTerms {
-            role: Role::from_name(&role).ok_or_else(|| corrupt("role", &role))?,
-            start_date: date(text(3)?)?,
-            end_date: row.get::<_, Option<String>>(4).map_err(db)?.map(date).transpose()?,
-        },
+        partnership: stored_id(text(0)?)?,
+        agency: stored_id(text(1)?)?,
+        terms: stored_terms(text(2)?, text(3)?, row.get(4).map_err(db)?)?,
         create_time: Timestamp(row.get(5).map_err(db)?),
         update_time: Timestamp(row.get(6).map_err(db)?),
     })
