@@ -39,9 +39,10 @@ use crate::{
 pub struct SqliteStore {
     pool: SqlitePool,
     known: Arc<KnownIdCache>,
-    /// Every partnership's data version. Authoritative because this process is the
-    /// only writer (it holds `_owner`); updated after each commit, before the write
-    /// is acknowledged, so a read that follows an acknowledged write sees it.
+    /// Every partnership's data version, and so every partnership's id. Authoritative
+    /// because this process is the only writer (it holds `_owner`); updated after each
+    /// commit, before the write is acknowledged, so a read that follows an
+    /// acknowledged write sees it.
     versions: Arc<std::sync::RwLock<HashMap<String, i64>>>,
     _owner: Arc<std::fs::File>,
     /// The direct rusqlite paths for batches and report reads (see `direct`).
@@ -421,23 +422,10 @@ impl Store for SqliteStore {
     }
 
     async fn data_versions(&self, partnerships: &[Id]) -> Result<Vec<Option<i64>>> {
-        let mut out: Vec<Option<i64>> = {
-            let versions = self.versions.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            partnerships.iter().map(|p| versions.get(p.as_str()).copied()).collect()
-        };
-        for (p, version) in partnerships.iter().zip(out.iter_mut()).filter(|(_, v)| v.is_none()) {
-            // Not seen yet (never, as the map is loaded at start and kept): ask the file.
-            let stored: Option<i64> =
-                sqlx::query_scalar("SELECT data_version FROM partnerships WHERE id = ?")
-                    .bind(p.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if let Some(v) = stored {
-                self.set_versions(&[(p.to_string(), v)]);
-            }
-            *version = stored;
-        }
-        Ok(out)
+        // The map holds every partnership (loaded at start, extended by each create
+        // after its commit), so an id missing from it is unknown.
+        let versions = self.versions.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(partnerships.iter().map(|p| versions.get(p.as_str()).copied()).collect())
     }
 
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {
