@@ -289,8 +289,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .anchor("rusqlite prepared statements, same schema and rows", Figure::of(anchor))
         .note("server peak RSS MiB", format!("{:.0}", Figure::of(peaks).max));
-        let met = row.ratio.map(|r| r >= 0.5);
-        rows.push(row.target(">= 0.5", met));
+        rows.push(row.ratio_at_least(0.5));
     }
 
     // --- Ingest into PostgreSQL, and the COPY anchor ------------------------------------
@@ -321,8 +320,7 @@ async fn main() -> anyhow::Result<()> {
                 Figure::of(service),
             )
             .anchor("COPY FROM STDIN, same schema and rows", Figure::of(anchor));
-            let met = row.ratio.map(|r| r >= 0.5);
-            rows.push(row.target(">= 0.5", met));
+            rows.push(row.ratio_at_least(0.5));
         }
     }
 
@@ -423,8 +421,7 @@ async fn main() -> anyhow::Result<()> {
         let row = Row::new(format!("ExportReports {period}, all partnerships"), "rows/s", Figure::of(export))
             .anchor("plain SELECT of the same rows, streamed", Figure::of(scan))
             .note("rows", scanned_rows);
-        let met = row.ratio.map(|r| r >= 0.5);
-        rows.push(row.target(">= 0.5", met));
+        rows.push(row.ratio_at_least(0.5));
         let rss = Figure::of(export_rss);
         let ok = rss.max <= 256.0;
         rows.push(

@@ -83,6 +83,12 @@ impl Row {
         self
     }
 
+    /// The target "ratio to the anchor at least `min`"; unmet without an anchor.
+    pub fn ratio_at_least(self, min: f64) -> Row {
+        let met = Some(self.ratio.is_some_and(|r| r >= min));
+        self.target(&format!(">= {min}"), met)
+    }
+
     pub fn note(mut self, key: &str, value: impl ToString) -> Row {
         self.extra.push((key.to_string(), value.to_string()));
         self
@@ -93,12 +99,11 @@ pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
         "| measurement | value (median, min–max) | anchor in the same run | ratio | target | met |\n|---|---|---|---|---|---|\n",
     );
+    // Large figures in whole units, small ones (MiB, ms) to two places.
+    let decimals = |f: &Figure| if f.median.abs() >= 100.0 { 0 } else { 2 };
     for r in rows {
-        let decimals = if r.value.median.abs() >= 100.0 { 0 } else { 2 };
         let anchor = match (&r.anchor_name, &r.anchor) {
-            (Some(name), Some(a)) => {
-                format!("{name}: {} {}", a.cell(if a.median.abs() >= 100.0 { 0 } else { 2 }), r.unit)
-            }
+            (Some(name), Some(a)) => format!("{name}: {} {}", a.cell(decimals(a)), r.unit),
             _ => "—".to_string(),
         };
         let extra: Vec<String> = r.extra.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -106,7 +111,7 @@ pub fn markdown(rows: &[Row]) -> String {
         out.push_str(&format!(
             "| {} | {} {}{} | {} | {} | {} | {} |\n",
             r.measurement,
-            r.value.cell(decimals),
+            r.value.cell(decimals(&r.value)),
             r.unit,
             extra,
             anchor,
@@ -120,4 +125,34 @@ pub fn markdown(rows: &[Row]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_figure_is_the_median_of_its_runs_with_min_and_max() {
+        let odd = Figure::of(vec![3.0, 1.0, 2.0]);
+        assert_eq!((odd.median, odd.min, odd.max), (2.0, 1.0, 3.0));
+        assert_eq!(Figure::of(vec![4.0, 1.0, 2.0, 3.0]).median, 2.5);
+        assert!(Figure::of(Vec::new()).median.is_nan());
+    }
+
+    #[test]
+    fn a_ratio_target_is_met_only_at_or_above_it_and_only_with_an_anchor() {
+        let row = |value: f64, anchor: Option<f64>| {
+            let r = Row::new("m", "records/s", Figure::of(vec![value]));
+            match anchor {
+                Some(a) => r.anchor("a", Figure::of(vec![a])),
+                None => r,
+            }
+            .ratio_at_least(0.5)
+        };
+        assert_eq!(row(50.0, Some(100.0)).met, Some(true));
+        assert_eq!(row(49.0, Some(100.0)).met, Some(false));
+        assert_eq!(row(50.0, None).met, Some(false));
+        assert_eq!(row(50.0, Some(100.0)).target, ">= 0.5");
+        assert!(markdown(&[row(49.0, Some(100.0))]).contains("| 0.49 | >= 0.5 | **no** |"));
+    }
 }
