@@ -102,12 +102,16 @@ where
     }
     let mut total = LoadResult::default();
     for t in tasks {
-        if let Ok(r) = t.await {
-            total.ok += r.ok;
-            total.latencies_us.extend(r.latencies_us);
-            for (k, v) in r.errors {
-                *total.errors.entry(k).or_default() += v;
+        match t.await {
+            Ok(r) => {
+                total.ok += r.ok;
+                total.latencies_us.extend(r.latencies_us);
+                for (k, v) in r.errors {
+                    *total.errors.entry(k).or_default() += v;
+                }
             }
+            // A stream that died is an error of the run, never silently fewer calls.
+            Err(_) => *total.errors.entry("StreamTaskFailed".into()).or_default() += 1,
         }
     }
     total.elapsed = start.elapsed();
