@@ -1,9 +1,11 @@
 //! Settings from flags and environment variables. Every setting is documented in
 //! `partnership-metrics --help` and `partnership-metrics serve --help`.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{auth::jwt::JwtSettings, domain::access::Role};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,6 +135,157 @@ pub struct ServeArgs {
     /// other calls while they compute.
     #[arg(long, env = "PM_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub worker_threads: Option<u16>,
+
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// Transport security and authentication. Without any authentication configured the
+/// server is in local-development mode: every caller may do everything, and it binds
+/// loopback addresses only.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SecurityArgs {
+    /// Serve TLS (1.2 or 1.3) with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "PM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "PM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by these CAs (PEM bundle): mutual TLS. A
+    /// certificate's URI SAN spiffe://<trust domain>/agency/<agency id> names the
+    /// caller's agency. Needs --tls-cert.
+    #[arg(long, env = "PM_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Accept OAuth2 access tokens (JWT, RS256/ES256/EdDSA) signed by the keys of
+    /// this JWKS file; re-read when it changes. Needs --jwt-issuer and --jwt-audience.
+    #[arg(long, env = "PM_JWT_JWKS", requires_all = ["jwt_issuer", "jwt_audience"])]
+    pub jwt_jwks: Option<PathBuf>,
+
+    /// The `iss` every token must carry.
+    #[arg(long, env = "PM_JWT_ISSUER", requires = "jwt_jwks")]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` every token must carry.
+    #[arg(long, env = "PM_JWT_AUDIENCE", requires = "jwt_jwks")]
+    pub jwt_audience: Option<String>,
+
+    /// Roles of callers authenticated by a client certificate.
+    #[arg(long, env = "PM_MTLS_ROLES", value_delimiter = ',', default_value = "submitter,reader")]
+    pub mtls_roles: Vec<Role>,
+
+    /// Who may use server reflection: `public`, or `authenticated` callers only.
+    /// Default: public without authentication, authenticated with it.
+    #[arg(long, env = "PM_REFLECTION", value_enum)]
+    pub reflection: Option<ReflectionAccess>,
+
+    /// Allow binding a non-loopback address without TLS and authentication. Never
+    /// in production; logged at WARN on every start.
+    #[arg(long, env = "PM_INSECURE_ALLOW_UNAUTHENTICATED")]
+    pub insecure_allow_unauthenticated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReflectionAccess {
+    /// Anyone may list and describe the services.
+    Public,
+    /// Only callers who authenticate.
+    Authenticated,
+}
+
+/// TLS material, as files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Present for mutual TLS.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// How the server secures itself; see [`SecurityArgs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    pub tls: Option<TlsFiles>,
+    pub jwt: Option<JwtSettings>,
+    pub mtls_roles: BTreeSet<Role>,
+    pub reflection: Option<ReflectionAccess>,
+    pub insecure_allow_unauthenticated: bool,
+}
+
+impl Default for Security {
+    /// Local development: no TLS, no authentication.
+    fn default() -> Self {
+        Security {
+            tls: None,
+            jwt: None,
+            mtls_roles: [Role::Submitter, Role::Reader].into(),
+            reflection: None,
+            insecure_allow_unauthenticated: false,
+        }
+    }
+}
+
+impl From<SecurityArgs> for Security {
+    fn from(a: SecurityArgs) -> Security {
+        let tls = match (a.tls_cert, a.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: a.tls_client_ca }),
+            _ => None,
+        };
+        let jwt = match (a.jwt_jwks, a.jwt_issuer, a.jwt_audience) {
+            (Some(jwks), Some(issuer), Some(audience)) => Some(JwtSettings { jwks, issuer, audience }),
+            _ => None,
+        };
+        Security {
+            tls,
+            jwt,
+            mtls_roles: a.mtls_roles.into_iter().collect(),
+            reflection: a.reflection,
+            insecure_allow_unauthenticated: a.insecure_allow_unauthenticated,
+        }
+    }
+}
+
+impl Security {
+    /// Whether callers must authenticate.
+    pub fn authenticates(&self) -> bool {
+        self.jwt.is_some() || self.tls.as_ref().is_some_and(|t| t.client_ca.is_some())
+    }
+
+    pub fn reflection_public(&self) -> bool {
+        self.reflection.unwrap_or(if self.authenticates() {
+            ReflectionAccess::Authenticated
+        } else {
+            ReflectionAccess::Public
+        }) == ReflectionAccess::Public
+    }
+
+    /// Refuses a configuration that would expose the service: a non-loopback address
+    /// needs TLS and an authentication method (unless explicitly overridden).
+    pub fn check_exposure(&self, listen: SocketAddr) -> anyhow::Result<()> {
+        if listen.ip().is_loopback() || self.insecure_allow_unauthenticated {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        if self.tls.is_none() {
+            missing.push("TLS (--tls-cert and --tls-key)");
+        }
+        if !self.authenticates() {
+            missing.push(
+                "authentication (--jwt-jwks with --jwt-issuer and --jwt-audience, and/or --tls-client-ca)",
+            );
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "refusing to listen on {listen}, which is not a loopback address, without {}. Without them the \
+             server only binds loopback addresses (local development). Configure them, or pass \
+             --insecure-allow-unauthenticated to accept the risk.",
+            missing.join(" and ")
+        )
+    }
 }
 
 /// What the server needs to start; built from [`ServeArgs`] or directly by tests.
@@ -142,6 +295,20 @@ pub struct Settings {
     pub database_url: String,
     pub shutdown_grace: Duration,
     pub report_cache_mib: usize,
+    pub security: Security,
+}
+
+impl Settings {
+    /// The defaults of `serve` for this address and database (local development).
+    pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Settings {
+        Settings {
+            listen,
+            database_url: database_url.into(),
+            shutdown_grace: Duration::from_secs(10),
+            report_cache_mib: 64,
+            security: Security::default(),
+        }
+    }
 }
 
 impl From<ServeArgs> for Settings {
@@ -151,6 +318,7 @@ impl From<ServeArgs> for Settings {
             database_url: a.database_url,
             shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
             report_cache_mib: a.report_cache_mib,
+            security: a.security.into(),
         }
     }
 }

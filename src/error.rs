@@ -11,6 +11,10 @@ pub enum Code {
     NotFound,
     AlreadyExists,
     FailedPrecondition,
+    /// No credentials, or credentials that failed a check.
+    Unauthenticated,
+    /// Authenticated, but not allowed to do this.
+    PermissionDenied,
     Unavailable,
     Unimplemented,
     Internal,
@@ -68,6 +72,18 @@ pub mod reason {
     pub const MEMBERSHIP_EXISTS: &str = "MEMBERSHIP_EXISTS";
     pub const PRECONDITION_FAILED: &str = "PRECONDITION_FAILED";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
+    pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
+    // Why a caller is UNAUTHENTICATED.
+    pub const CREDENTIALS_MISSING: &str = "CREDENTIALS_MISSING";
+    pub const CREDENTIALS_MALFORMED: &str = "CREDENTIALS_MALFORMED";
+    pub const TOKEN_INVALID: &str = "TOKEN_INVALID";
+    pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
+    pub const TOKEN_NOT_YET_VALID: &str = "TOKEN_NOT_YET_VALID";
+    pub const TOKEN_WRONG_ISSUER: &str = "TOKEN_WRONG_ISSUER";
+    pub const TOKEN_WRONG_AUDIENCE: &str = "TOKEN_WRONG_AUDIENCE";
+    pub const TOKEN_UNKNOWN_KEY: &str = "TOKEN_UNKNOWN_KEY";
+    pub const TOKEN_INVALID_CLAIMS: &str = "TOKEN_INVALID_CLAIMS";
+    pub const CERTIFICATE_UNRECOGNISED: &str = "CERTIFICATE_UNRECOGNISED";
     pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
     pub const INTERNAL: &str = "INTERNAL";
 }
@@ -124,6 +140,20 @@ impl Error {
             reason::REQUEST_ID_REUSED,
             vec![FieldViolation::invalid("request_id", "was already used for a different request")],
         )
+    }
+
+    /// UNAUTHENTICATED: `reason` says which check the credentials failed. The message
+    /// never repeats the credentials.
+    pub fn unauthenticated(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::plain(Code::Unauthenticated, reason, message)
+    }
+
+    /// PERMISSION_DENIED, naming the permission that is missing (AIP-211). Decided
+    /// before any existence check, so the message is the same whether or not the
+    /// resource exists.
+    pub fn permission_denied(permission: &str, message: impl Into<String>) -> Self {
+        Error::plain(Code::PermissionDenied, reason::PERMISSION_DENIED, message)
+            .with_metadata("permission", permission)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {

@@ -1,6 +1,7 @@
 //! Partnership Metrics: a gRPC service computing partnership-sustainability
 //! indicators. See ARCHITECTURE.md for the map.
 
+pub mod auth;
 pub mod cli;
 pub mod configuration;
 pub mod domain;

@@ -1,16 +1,17 @@
 //! The running server: opens the store, binds the listener, serves every service with
 //! health and reflection, and shuts down gracefully.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
-    configuration::{Settings, redact_url},
+    auth::{Authenticator, jwt::JwtVerifier},
+    configuration::{Settings, TlsFiles, redact_url},
     domain::{Timestamp, idempotency::REQUEST_ID_RETENTION},
     grpc::{
         layers::{IdentityLayer, RpcTraceLayer},
@@ -41,11 +42,54 @@ pub struct Application {
     store: Arc<dyn Store>,
     shutdown_grace: Duration,
     report_cache_bytes: usize,
+    tls: Option<ServerTlsConfig>,
+    auth: Arc<Authenticator>,
+    jwt: Option<Arc<JwtVerifier>>,
+    reflection_public: bool,
 }
 
+/// Reads a PEM file named by a setting.
+fn read_pem(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+/// The server's TLS configuration from its files: identity, and for mutual TLS the
+/// CAs client certificates must chain to (a client certificate is then required).
+fn tls_config(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
+    let identity =
+        Identity::from_pem(read_pem(&files.cert, "TLS certificate")?, read_pem(&files.key, "TLS key")?);
+    let mut config = ServerTlsConfig::new().identity(identity).timeout(TLS_HANDSHAKE_TIMEOUT);
+    if let Some(ca) = &files.client_ca {
+        config = config
+            .client_ca_root(Certificate::from_pem(read_pem(ca, "client CA bundle")?))
+            .client_auth_optional(false);
+    }
+    Ok(config)
+}
+
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Application {
-    /// Opens and migrates the database, then binds the listener.
+    /// Checks the security settings, opens and migrates the database, then binds the
+    /// listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let security = &settings.security;
+        security.check_exposure(settings.listen)?;
+        if security.insecure_allow_unauthenticated {
+            warn!(
+                "--insecure-allow-unauthenticated is set: the server may listen beyond loopback without TLS \
+                 or authentication"
+            );
+        }
+        let tls = security.tls.as_ref().map(tls_config).transpose()?;
+        let jwt = security.jwt.clone().map(JwtVerifier::new).transpose()?.map(Arc::new);
+        let mtls_roles =
+            security.tls.as_ref().and_then(|t| t.client_ca.as_ref()).map(|_| security.mtls_roles.clone());
+        let auth = Arc::new(Authenticator::new(jwt.clone(), mtls_roles));
+        if !auth.is_enabled() {
+            info!("no authentication configured: local-development mode, every caller may do everything");
+        }
         let store = storage::open(&settings.database_url)
             .await
             .with_context(|| format!("opening the database {}", redact_url(&settings.database_url)))?;
@@ -59,6 +103,10 @@ impl Application {
             store,
             shutdown_grace: settings.shutdown_grace,
             report_cache_bytes: settings.report_cache_mib << 20,
+            tls,
+            auth,
+            jwt,
+            reflection_public: settings.security.reflection_public(),
         })
     }
 
@@ -73,7 +121,19 @@ impl Application {
     /// Serves until `shutdown` completes, then: health NOT_SERVING, no new calls,
     /// in-flight calls get the grace period to finish, the database is closed.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Application { listener, local_addr, store, shutdown_grace, report_cache_bytes } = self;
+        let Application {
+            listener,
+            local_addr,
+            store,
+            shutdown_grace,
+            report_cache_bytes,
+            tls,
+            auth,
+            jwt,
+            reflection_public,
+        } = self;
+        // Keys rotate without a restart: the JWKS file is watched while serving.
+        let jwks_watch = jwt.as_ref().map(JwtVerifier::watch);
         let (health, health_service) = tonic_health::server::health_reporter();
         // Each reflection version also lists the other, since both are served.
         let reflection = || {
@@ -102,9 +162,14 @@ impl Application {
         set_health(&health, ServingStatus::Serving).await;
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let router = Server::builder()
+        let tls_on = tls.is_some();
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).context("configuring TLS")?;
+        }
+        let router = builder
             .layer(RpcTraceLayer)
-            .layer(IdentityLayer)
+            .layer(IdentityLayer::new(auth, reflection_public))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -116,11 +181,14 @@ impl Application {
             let _ = stop_rx.await;
         }));
         let purge = tokio::spawn(purge_request_log(store.clone()));
-        info!(%local_addr, backend = store.backend(), "serving");
+        info!(%local_addr, backend = store.backend(), tls = tls_on, "serving");
 
         tokio::select! {
             result = &mut server => {
                 purge.abort();
+                if let Some(w) = &jwks_watch {
+                    w.abort();
+                }
                 store.close().await;
                 return match result {
                     Ok(Ok(())) => Ok(()),
@@ -145,6 +213,9 @@ impl Application {
             }
         }
         purge.abort();
+        if let Some(w) = &jwks_watch {
+            w.abort();
+        }
         store.close().await;
         info!("stopped");
         Ok(())

@@ -213,6 +213,28 @@ impl RecordInput {
     }
 }
 
+impl RecordInput {
+    /// The field that names the record's reporting agency (methodology 2.3), as a
+    /// path below `records[i]`, and its value as submitted; `None` for a record of no
+    /// kind.
+    pub fn reporting_agency(&self) -> Option<(&'static str, &str)> {
+        Some(match self {
+            RecordInput::Missing => return None,
+            RecordInput::WorkforceReturn(r) => ("workforce_return.agency", &r.agency),
+            RecordInput::ServiceContract(r) => ("service_contract.commissioner", &r.commissioner),
+            RecordInput::TeamComposition(r) => ("team_composition.reporting_agency", &r.reporting_agency),
+            RecordInput::SurveyResponse(r) => ("survey_response.respondent_agency", &r.respondent_agency),
+            RecordInput::RelationshipRating(r) => ("relationship_rating.rater", &r.rater),
+            RecordInput::PrinciplesAdoption(r) => {
+                ("principles_adoption.reporting_agency", &r.reporting_agency)
+            }
+            RecordInput::PrinciplesEndorsement(r) => ("principles_endorsement.agency", &r.agency),
+            RecordInput::RestructuringEvent(r) => ("restructuring_event.agency", &r.agency),
+            RecordInput::BudgetContribution(r) => ("budget_contribution.agency", &r.agency),
+        })
+    }
+}
+
 /// Ids named by a batch. Malformed ones are included; lookups simply miss them.
 #[derive(Debug, Clone, Default)]
 pub struct References {

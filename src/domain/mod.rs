@@ -1,6 +1,8 @@
 //! Pure domain types: no I/O, no protobuf, no SQL. Values of these types are valid by
 //! construction ("parse, don't validate").
 
+pub mod access;
+pub mod audit;
 pub mod check;
 pub mod date;
 pub mod id;

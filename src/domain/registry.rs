@@ -166,6 +166,13 @@ pub struct Membership {
     pub update_time: Timestamp,
 }
 
+impl Membership {
+    /// Its resource name, `partnerships/{partnership}/memberships/{agency}`.
+    pub fn name(&self) -> String {
+        format!("partnerships/{}/memberships/{}", self.partnership, self.agency)
+    }
+}
+
 /// A change to a membership: each `Some` replaces the field; `end_date: Some(None)`
 /// clears the end date.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -35,6 +35,8 @@ pub struct RecordRevision {
     pub previous: Option<Record>,
     pub request_id: Option<String>,
     pub commit_time: Timestamp,
+    /// Who wrote it; `None` for revisions written before the audit log existed.
+    pub actor: Option<super::access::Actor>,
 }
 
 /// Filters of a record listing; `None` matches everything.

@@ -19,6 +19,8 @@ fn grpc_code(code: Code) -> GrpcCode {
         Code::NotFound => GrpcCode::NotFound,
         Code::AlreadyExists => GrpcCode::AlreadyExists,
         Code::FailedPrecondition => GrpcCode::FailedPrecondition,
+        Code::Unauthenticated => GrpcCode::Unauthenticated,
+        Code::PermissionDenied => GrpcCode::PermissionDenied,
         Code::Unavailable => GrpcCode::Unavailable,
         Code::Unimplemented => GrpcCode::Unimplemented,
         Code::Internal => GrpcCode::Internal,

@@ -1,59 +1,111 @@
-//! Tower layers around every RPC: the caller's identity and a tracing span with the
-//! method, the gRPC status code and the latency.
+//! Tower layers around every RPC: the caller's identity and authorisation, and a
+//! tracing span with the method, the gRPC status code and the latency.
 
 use std::{
+    future::{Ready, ready},
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
+
+use futures::future::Either;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tracing::{Span, field::Empty, info, warn};
+use tracing::{Span, debug, field::Empty, info, warn};
 
-/// Who is calling. Established in one place, [`IdentityLayer`], and read by handlers
-/// from the request extensions; authentication (mTLS, bearer tokens) will replace the
-/// anonymous identity there without touching the handlers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallerIdentity {
-    /// No credentials presented; every caller is anonymous until authentication lands.
-    Anonymous,
+use super::authz::{self, Route};
+use crate::{auth::Authenticator, domain::access::Access, error::Error};
+
+/// Authenticates and authorises every call, in one place, before the request is
+/// read: health is open; reflection needs an authenticated caller unless it is
+/// public; every RPC needs its permission from [`authz::RPC_PERMISSIONS`], granted
+/// by one of the caller's roles. The grant (principal, permission, scope) goes into
+/// the request's extensions, where handlers find it ([`authz::grant`]); a refusal is
+/// answered here (UNAUTHENTICATED or PERMISSION_DENIED, with its `ErrorInfo`) and the
+/// handler never runs.
+#[derive(Debug, Clone)]
+pub struct IdentityLayer {
+    auth: Arc<Authenticator>,
+    reflection_public: bool,
 }
 
-/// Puts a [`CallerIdentity`] into every request's extensions.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct IdentityLayer;
+impl IdentityLayer {
+    pub fn new(auth: Arc<Authenticator>, reflection_public: bool) -> Self {
+        IdentityLayer { auth, reflection_public }
+    }
+}
 
 impl<S> Layer<S> for IdentityLayer {
     type Service = Identity<S>;
 
     fn layer(&self, inner: S) -> Identity<S> {
-        Identity { inner }
+        Identity { inner, auth: self.auth.clone(), reflection_public: self.reflection_public }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Identity<S> {
     inner: S,
+    auth: Arc<Authenticator>,
+    reflection_public: bool,
+}
+
+impl<S> Identity<S> {
+    /// The grant for this call (`None` for calls that need none), or the refusal.
+    fn decide<B>(&self, req: &Request<B>) -> Result<Option<authz::Grant>, Error> {
+        let route = authz::route(req.uri().path());
+        match route {
+            Route::Health => return Ok(None),
+            Route::Reflection if self.reflection_public => return Ok(None),
+            _ => {}
+        }
+        let peer_certs =
+            req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs);
+        let principal = self.auth.authenticate(req.headers(), peer_certs.as_deref().map(Vec::as_slice))?;
+        match route {
+            Route::Rpc { method, permission } => {
+                let scope = principal.grant(permission)?;
+                let access = Access { actor: principal.actor(), permission, scope };
+                Ok(Some(authz::Grant { principal, method, access }))
+            }
+            Route::Reflection | Route::Health => Ok(None),
+            Route::Unknown => {
+                Err(Error::unimplemented(format!("{} is not a method of this server", req.uri().path())))
+            }
+        }
+    }
 }
 
 impl<S, B> Service<Request<B>> for Identity<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<tonic::body::Body>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Either<S::Future, Ready<Result<Response<tonic::body::Body>, S::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        req.extensions_mut().insert(CallerIdentity::Anonymous);
-        self.inner.call(req)
+        match self.decide(&req) {
+            Ok(grant) => {
+                if let Some(grant) = grant {
+                    req.extensions_mut().insert(grant);
+                }
+                Either::Left(self.inner.call(req))
+            }
+            Err(refused) => {
+                debug!(reason = refused.reason, "call refused before it was read");
+                Either::Right(ready(Ok(tonic::Status::from(refused).into_http())))
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! domain values (collecting every bad field), calls storage and the engine, and maps
 //! results back to protobuf and errors to statuses.
 
+pub mod authz;
 pub mod errors;
 pub mod fields;
 pub mod layers;

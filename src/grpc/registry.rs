@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::{
+    authz,
     fields::{Fields, nest, timestamp},
     pagination::{Page, REGISTRY_PAGES},
 };
@@ -93,7 +94,7 @@ fn partnership_to_pb(p: Partnership) -> pb::Partnership {
 
 fn membership_to_pb(m: Membership) -> pb::Membership {
     pb::Membership {
-        name: format!("partnerships/{}/memberships/{}", m.partnership, m.agency),
+        name: m.name(),
         agency: m.agency.to_string(),
         role: role_to_pb(m.terms.role) as i32,
         start_date: m.terms.start_date.to_string(),
@@ -155,6 +156,7 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<pb::CreateAgencyRequest>,
     ) -> Result<Response<pb::Agency>, Status> {
+        let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let mut f = Fields::new();
         let id = f.id("agency_id", &req.agency_id);
@@ -168,7 +170,7 @@ impl RegistryService for RegistryApi {
         };
         let new = NewAgency { id, display_name, sector };
         let idem = idempotency(request_id, "CreateAgency", &new)?;
-        let created = self.store.create_agency(new, idem).await?;
+        let created = self.store.create_agency(new, &grant.write(idem)).await?;
         Ok(Response::new(agency_to_pb(created)))
     }
 
@@ -177,10 +179,15 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<pb::GetAgencyRequest>,
     ) -> Result<Response<pb::Agency>, Status> {
+        let grant = authz::grant(&request)?;
         let mut f = Fields::new();
         let (Some(id), true) = (f.name("name", &request.get_ref().name, "agencies"), f.is_clean()) else {
             return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
+        // A scoped caller reads its own agency only.
+        if grant.access.agency().is_some_and(|own| *own != id) {
+            return Err(grant.access.denied(format_args!("agency {id}")).into());
+        }
         match self.store.get_agency(&id).await? {
             Some(a) => Ok(Response::new(agency_to_pb(a))),
             None => Err(Error::not_found(reason::UNKNOWN_AGENCY, format!("agency {id} does not exist"))
@@ -194,9 +201,17 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<pb::ListAgenciesRequest>,
     ) -> Result<Response<pb::ListAgenciesResponse>, Status> {
+        let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let page = Page::parse(req.page_size, &req.page_token, REGISTRY_PAGES, "agencies".into())?;
-        let mut agencies = self.store.list_agencies(page.fetch()).await?;
+        let mut agencies = match grant.access.agency() {
+            None => self.store.list_agencies(page.fetch()).await?,
+            // A scoped caller's listing holds its own agency only.
+            Some(own) if page.after.as_deref().is_none_or(|after| after < own.as_str()) => {
+                self.store.get_agency(own).await?.into_iter().collect()
+            }
+            Some(_) => Vec::new(),
+        };
         let next_page_token = page.finish(&mut agencies, |a| a.id.to_string());
         Ok(Response::new(pb::ListAgenciesResponse {
             agencies: agencies.into_iter().map(agency_to_pb).collect(),
@@ -209,6 +224,7 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<pb::CreatePartnershipRequest>,
     ) -> Result<Response<pb::Partnership>, Status> {
+        let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let mut f = Fields::new();
         let id = f.id("partnership_id", &req.partnership_id);
@@ -223,7 +239,7 @@ impl RegistryService for RegistryApi {
         };
         let new = NewPartnership { id, display_name, purpose };
         let idem = idempotency(request_id, "CreatePartnership", &new)?;
-        let created = self.store.create_partnership(new, idem).await?;
+        let created = self.store.create_partnership(new, &grant.write(idem)).await?;
         Ok(Response::new(partnership_to_pb(created)))
     }
 
@@ -232,10 +248,12 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<pb::GetPartnershipRequest>,
     ) -> Result<Response<pb::Partnership>, Status> {
+        let grant = authz::grant(&request)?;
         let mut f = Fields::new();
         let (Some(id), true) = (f.name("name", &request.get_ref().name, "partnerships"), f.is_clean()) else {
             return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
+        authz::require_partnership(&grant.access, &self.store, &id).await?;
         match self.store.get_partnership(&id).await? {
             Some(p) => Ok(Response::new(partnership_to_pb(p))),
             None => Err(unknown_partnership(&id).into()),
@@ -247,9 +265,13 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<pb::ListPartnershipsRequest>,
     ) -> Result<Response<pb::ListPartnershipsResponse>, Status> {
+        let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let page = Page::parse(req.page_size, &req.page_token, REGISTRY_PAGES, "partnerships".into())?;
-        let mut partnerships = self.store.list_partnerships(page.fetch()).await?;
+        let mut partnerships = match grant.access.agency() {
+            None => self.store.list_partnerships(page.fetch()).await?,
+            Some(own) => self.store.list_partnerships_of(own, page.fetch()).await?,
+        };
         let next_page_token = page.finish(&mut partnerships, |p| p.id.to_string());
         Ok(Response::new(pb::ListPartnershipsResponse {
             partnerships: partnerships.into_iter().map(partnership_to_pb).collect(),
@@ -262,6 +284,7 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<pb::CreateMembershipRequest>,
     ) -> Result<Response<pb::Membership>, Status> {
+        let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let mut f = Fields::new();
         let partnership = f.name("parent", &req.parent, "partnerships");
@@ -309,7 +332,7 @@ impl RegistryService for RegistryApi {
         }
         let new = NewMembership { partnership, agency, terms };
         let idem = idempotency(request_id, "CreateMembership", &new)?;
-        let created = self.store.create_membership(new, idem).await?;
+        let created = self.store.create_membership(new, &grant.write(idem)).await?;
         Ok(Response::new(membership_to_pb(created)))
     }
 
@@ -318,6 +341,7 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<pb::UpdateMembershipRequest>,
     ) -> Result<Response<pb::Membership>, Status> {
+        let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let mut f = Fields::new();
         let m = req.membership.unwrap_or_default();
@@ -364,7 +388,7 @@ impl RegistryService for RegistryApi {
         };
         let updated = self
             .store
-            .update_membership(&partnership, &agency, patch)
+            .update_membership(&partnership, &agency, patch, &grant.write(None))
             .await
             .map_err(|e| nest(e, "membership."))?;
         Ok(Response::new(membership_to_pb(updated)))
@@ -375,12 +399,14 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<pb::ListMembershipsRequest>,
     ) -> Result<Response<pb::ListMembershipsResponse>, Status> {
+        let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let mut f = Fields::new();
         let partnership = f.name("parent", &req.parent, "partnerships");
         let (Some(partnership), true) = (partnership, f.is_clean()) else {
             return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
+        authz::require_partnership(&grant.access, &self.store, &partnership).await?;
         let page = Page::parse(
             req.page_size,
             &req.page_token,

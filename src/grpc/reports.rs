@@ -22,9 +22,9 @@ use tonic::{
 use tonic_prost::ProstDecoder;
 use tracing::{Instrument, instrument, warn};
 
-use super::{pagination::PageLimits, records::record_kind_to_pb, report_cache::ReportCache};
+use super::{authz, pagination::PageLimits, records::record_kind_to_pb, report_cache::ReportCache};
 use crate::{
-    domain::{Id, Period, PeriodType},
+    domain::{Id, Period, PeriodType, access::Access},
     error::{Error, FieldViolation, Result, ViolationKind, reason},
     indicators::{
         self, METHODOLOGY_VERSION, ReportOptions,
@@ -160,9 +160,12 @@ impl ReportApi {
 
     /// GetPartnershipReport, answered with an encoded PartnershipReport.
     #[instrument(skip_all)]
-    pub async fn get(&self, req: pb::GetPartnershipReportRequest) -> Result<Bytes> {
+    pub async fn get(&self, access: &Access, req: pb::GetPartnershipReportRequest) -> Result<Bytes> {
         let mut violations = Vec::new();
         let partnership = parse_id("partnership", &req.partnership, &mut violations);
+        if let Some(p) = &partnership {
+            authz::require_partnership(access, &self.store, p).await?;
+        }
         let period = parse_period("period", &req.period, &mut violations);
         let options = parse_options(req.min_respondents, &req.weights, &mut violations);
         let (Some(partnership), Some(period), Some(options), true) =
@@ -182,9 +185,12 @@ impl ReportApi {
 
     /// ListPartnershipReports, answered with an encoded ListPartnershipReportsResponse.
     #[instrument(skip_all)]
-    pub async fn list(&self, req: pb::ListPartnershipReportsRequest) -> Result<Bytes> {
+    pub async fn list(&self, access: &Access, req: pb::ListPartnershipReportsRequest) -> Result<Bytes> {
         let mut violations = Vec::new();
         let partnership = parse_id("partnership", &req.partnership, &mut violations);
+        if let Some(p) = &partnership {
+            authz::require_partnership(access, &self.store, p).await?;
+        }
         let start = parse_period("start_period", &req.start_period, &mut violations);
         let end = parse_period("end_period", &req.end_period, &mut violations);
         if let (Some(s), Some(e)) = (start, end) {
@@ -240,7 +246,7 @@ impl ReportApi {
 
     /// ExportReports: a stream of encoded ExportReportsResponse messages.
     #[instrument(skip_all)]
-    pub async fn export(&self, req: pb::ExportReportsRequest) -> Result<ExportStream> {
+    pub async fn export(&self, access: &Access, req: pb::ExportReportsRequest) -> Result<ExportStream> {
         let mut violations = Vec::new();
         let period = parse_period("period", &req.period, &mut violations);
         let options = parse_options(req.min_respondents, &req.weights, &mut violations);
@@ -249,9 +255,11 @@ impl ReportApi {
         };
         let (tx, rx) = mpsc::channel(EXPORT_BUFFER);
         let (store, cache) = (self.store.clone(), self.cache.clone());
+        // A scoped caller's export holds the partnerships its agency is or was in.
+        let member = access.agency().cloned();
         tokio::spawn(
             async move {
-                if let Err(e) = send_exports(store, cache, period, options, &tx).await {
+                if let Err(e) = send_exports(store, cache, member, period, options, &tx).await {
                     let _ = tx.send(Err(e.into())).await;
                 }
             }
@@ -269,6 +277,7 @@ impl ReportApi {
 async fn send_exports(
     store: Arc<dyn Store>,
     cache: Arc<ReportCache>,
+    member: Option<Id>,
     period: Period,
     options: ReportOptions,
     tx: &mpsc::Sender<std::result::Result<Bytes, Status>>,
@@ -284,7 +293,10 @@ async fn send_exports(
     while more || in_flight.is_some() {
         let next = if more {
             let page = PageRequest { after: after.take(), limit: EXPORT_CHUNK };
-            let chunk = store.list_partnerships(page).await?;
+            let chunk = match &member {
+                None => store.list_partnerships(page).await?,
+                Some(agency) => store.list_partnerships_of(agency, page).await?,
+            };
             more = chunk.len() == EXPORT_CHUNK as usize;
             after = chunk.last().map(|p| p.id.to_string());
             (!chunk.is_empty()).then(|| compute(chunk.into_iter().map(|p| (p.id, period)).collect()))
@@ -382,7 +394,13 @@ where
             "/partnership.v1.ReportService/GetPartnershipReport" => Box::pin(async move {
                 let method = tower::service_fn(move |r: tonic::Request<pb::GetPartnershipReportRequest>| {
                     let api = api.clone();
-                    async move { api.get(r.into_inner()).await.map(tonic::Response::new).map_err(Status::from) }
+                    async move {
+                        let grant = authz::grant(&r)?;
+                        api.get(&grant.access, r.into_inner())
+                            .await
+                            .map(tonic::Response::new)
+                            .map_err(Status::from)
+                    }
                 });
                 Ok(Grpc::new(EncodedCodec::<pb::GetPartnershipReportRequest>::default())
                     .unary(method, req)
@@ -393,7 +411,11 @@ where
                     tower::service_fn(move |r: tonic::Request<pb::ListPartnershipReportsRequest>| {
                         let api = api.clone();
                         async move {
-                            api.list(r.into_inner()).await.map(tonic::Response::new).map_err(Status::from)
+                            let grant = authz::grant(&r)?;
+                            api.list(&grant.access, r.into_inner())
+                                .await
+                                .map(tonic::Response::new)
+                                .map_err(Status::from)
                         }
                     });
                 Ok(Grpc::new(EncodedCodec::<pb::ListPartnershipReportsRequest>::default())
@@ -403,7 +425,13 @@ where
             "/partnership.v1.ReportService/ExportReports" => Box::pin(async move {
                 let method = tower::service_fn(move |r: tonic::Request<pb::ExportReportsRequest>| {
                     let api = api.clone();
-                    async move { api.export(r.into_inner()).await.map(tonic::Response::new).map_err(Status::from) }
+                    async move {
+                        let grant = authz::grant(&r)?;
+                        api.export(&grant.access, r.into_inner())
+                            .await
+                            .map(tonic::Response::new)
+                            .map_err(Status::from)
+                    }
                 });
                 Ok(Grpc::new(EncodedCodec::<pb::ExportReportsRequest>::default())
                     .server_streaming(method, req)

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, instrument, warn};
 
 use super::{
+    authz::{self, Grant},
     errors::to_rpc_status,
     fields::{Fields, timestamp},
     pagination::{Page, REGISTRY_PAGES},
@@ -48,16 +49,27 @@ impl SubmissionApi {
     }
 
     /// Checks and stores one batch: the one path for unary and streamed batches.
-    async fn submit_batch(&self, request_id: &str, records: Vec<pb::Record>) -> Result<SubmitOutcome> {
-        match self.prepare_batch(request_id, records).await? {
+    async fn submit_batch(
+        &self,
+        grant: &Grant,
+        request_id: &str,
+        records: Vec<pb::Record>,
+    ) -> Result<SubmitOutcome> {
+        match self.prepare_batch(grant, request_id, records).await? {
             Prepared::Done(outcome) => Ok(outcome),
-            Prepared::Ready(checked, idem) => self.store.submit_records(checked, idem).await,
+            Prepared::Ready(checked, idem) => self.store.submit_records(checked, grant.write(idem)).await,
         }
     }
 
-    /// Everything about a batch that needs no write: request checks, a replay of an
-    /// earlier identical request, and the checks that need no stored records.
-    async fn prepare_batch(&self, request_id: &str, records: Vec<pb::Record>) -> Result<Prepared> {
+    /// Everything about a batch that needs no write: request checks, the caller's
+    /// permission for every record, a replay of an earlier identical request, and the
+    /// checks that need no stored records.
+    async fn prepare_batch(
+        &self,
+        grant: &Grant,
+        request_id: &str,
+        records: Vec<pb::Record>,
+    ) -> Result<Prepared> {
         let mut f = Fields::new();
         let request_id = f.request_id("request_id", request_id);
         if let Some(v) = check_batch_size(records.len()) {
@@ -75,6 +87,9 @@ impl SubmissionApi {
             }
             Idempotency::new(id, SUBMIT_METHOD, &content)
         });
+        let inputs: Vec<_> = records.into_iter().map(input_from_pb).collect();
+        // Before anything is read: a batch naming another agency is refused whole.
+        grant.access.check_batch(&inputs)?;
         if let Some(idem) = &idem
             && let Some(done) = self.store.replay_submission(idem).await?
         {
@@ -82,7 +97,6 @@ impl SubmissionApi {
             return Ok(Prepared::Done(done));
         }
 
-        let inputs: Vec<_> = records.into_iter().map(input_from_pb).collect();
         let known = self.store.known_ids(&References::of(&inputs)).await?;
         let checked = check_records(inputs, &known);
         if let Some(rejection) = checked.early_rejection() {
@@ -139,8 +153,9 @@ impl SubmissionService for SubmissionApi {
         &self,
         request: Request<pb::SubmitRecordsRequest>,
     ) -> Result<Response<pb::SubmitRecordsResponse>, Status> {
+        let grant = authz::grant(&request)?;
         let req = request.into_inner();
-        let outcome = self.submit_batch(&req.request_id, req.records).await?;
+        let outcome = self.submit_batch(&grant, &req.request_id, req.records).await?;
         Ok(Response::new(outcome_to_pb(outcome)))
     }
 
@@ -150,6 +165,8 @@ impl SubmissionService for SubmissionApi {
         &self,
         request: Request<Streaming<pb::IngestRecordsRequest>>,
     ) -> Result<Response<Self::IngestRecordsStream>, Status> {
+        let grant = authz::grant(&request)?;
+        let writer_grant = grant.clone();
         let mut inbound = request.into_inner();
         let (acks, rx) = mpsc::channel(ACK_BUFFER);
         // Two stages: one reads and checks the next batch while the other writes the
@@ -179,7 +196,7 @@ impl SubmissionService for SubmissionApi {
                             break;
                         }
                     };
-                    let prepared = api.prepare_batch(&batch.request_id, batch.records).await;
+                    let prepared = api.prepare_batch(&grant, &batch.request_id, batch.records).await;
                     let item = Staged::Batch { batch_index, request_id: batch.request_id, prepared };
                     if staged_tx.send(item).await.is_err() {
                         // The writer ended the stream.
@@ -209,7 +226,9 @@ impl SubmissionService for SubmissionApi {
                     };
                     let outcome = match prepared {
                         Ok(Prepared::Done(outcome)) => Ok(outcome),
-                        Ok(Prepared::Ready(checked, idem)) => store.submit_records(checked, idem).await,
+                        Ok(Prepared::Ready(checked, idem)) => {
+                            store.submit_records(checked, writer_grant.write(idem)).await
+                        }
                         Err(e) => Err(e),
                     };
                     let result = match outcome {
@@ -240,6 +259,7 @@ impl SubmissionService for SubmissionApi {
         &self,
         request: Request<pb::ListRecordsRequest>,
     ) -> Result<Response<pb::ListRecordsResponse>, Status> {
+        let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let mut f = Fields::new();
         let optional_id = |f: &mut Fields, path: &str, s: &str| {
@@ -274,7 +294,7 @@ impl SubmissionService for SubmissionApi {
         let filter = RecordFilter {
             partnership,
             kind,
-            agency,
+            agency: authz::records_agency(&grant.access, agency)?,
             from: start.map(|p| p.start()),
             to: end.map(|p| p.end()),
         };
@@ -304,10 +324,18 @@ impl SubmissionService for SubmissionApi {
         &self,
         request: Request<pb::ListRecordRevisionsRequest>,
     ) -> Result<Response<pb::ListRecordRevisionsResponse>, Status> {
+        let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let key = RecordKey::parse(&req.key).map_err(|why| {
             Error::invalid(reason::INVALID_REQUEST, vec![FieldViolation::invalid("key", why)])
         })?;
+        // A scoped caller sees its own agency's records only, and learns nothing of
+        // whether another key exists.
+        if let Some(own) = grant.access.agency()
+            && self.store.record_reporting_agency(&key).await?.as_ref() != Some(own)
+        {
+            return Err(grant.access.denied(format_args!("record {key}")).into());
+        }
         let page = Page::parse(req.page_size, &req.page_token, REGISTRY_PAGES, format!("revisions:{key}"))?;
         let mut revisions = self.store.list_record_revisions(&key, page.fetch()).await?;
         if revisions.is_empty() && page.after.is_none() {
@@ -328,6 +356,13 @@ impl SubmissionService for SubmissionApi {
                     submitting_agency: r.record.reporting_agency().to_string(),
                     request_id: r.request_id.unwrap_or_default(),
                     commit_time: Some(timestamp(r.commit_time)),
+                    client_id: r.actor.as_ref().map(|a| a.client_id.clone()).unwrap_or_default(),
+                    client_agency: r
+                        .actor
+                        .as_ref()
+                        .and_then(|a| a.agency.as_ref())
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
                 })
                 .collect(),
             next_page_token,

@@ -10,6 +10,25 @@ use crate::{
     error::{Error, Result},
 };
 
+/// PERMISSION_DENIED for a batch whose record under `key` would replace a stored
+/// record another agency reported: only that agency may correct it. Names the first
+/// record of the batch with the key.
+pub(crate) fn replaced_by_other_agency(records: &[&Record], key: &str) -> Error {
+    let index = records.iter().position(|r| r.key().as_str() == key);
+    let field = match index {
+        Some(i) => format!("records[{i}].{}", records[i].kind().snake_name()),
+        None => "records".to_string(),
+    };
+    Error::permission_denied(
+        crate::domain::access::Permission::SubmitRecords.as_str(),
+        format!(
+            "{field} would replace the record {key}, which another agency reported; only it may correct it"
+        ),
+    )
+    .with_metadata("field", field)
+    .with_metadata("key", key)
+}
+
 /// The write of one natural key: its final content and how many records of the
 /// batch wrote it.
 #[derive(Debug)]

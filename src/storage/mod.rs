@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use crate::{
     domain::{
         Id, Idempotency,
+        audit::{ChainBreak, ChainSummary, WriteContext},
         check::{CheckedBatch, Known, References},
         records::RecordKey,
         registry::{
@@ -22,6 +23,7 @@ use crate::{
     error::{Error, Result},
 };
 
+mod audit;
 mod batch;
 pub mod codec;
 pub mod postgres;
@@ -37,7 +39,9 @@ pub struct PageRequest {
 }
 
 /// Everything the service stores. Implementations must make each write atomic and
-/// durable before returning, and idempotent under a request id.
+/// durable before returning, and idempotent under a request id; every accepted write
+/// appends its entry to the audit log (who, which method, which keys) in its own
+/// transaction, and a replayed one appends nothing.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
     /// `sqlite` or `postgres`, for logs.
@@ -47,7 +51,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn ping(&self) -> Result<()>;
 
     /// ALREADY_EXISTS when the id is taken.
-    async fn create_agency(&self, agency: NewAgency, idem: Option<Idempotency>) -> Result<Agency>;
+    async fn create_agency(&self, agency: NewAgency, ctx: &WriteContext) -> Result<Agency>;
     async fn get_agency(&self, id: &Id) -> Result<Option<Agency>>;
     async fn list_agencies(&self, page: PageRequest) -> Result<Vec<Agency>>;
 
@@ -55,19 +59,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn create_partnership(
         &self,
         partnership: NewPartnership,
-        idem: Option<Idempotency>,
+        ctx: &WriteContext,
     ) -> Result<Partnership>;
     async fn get_partnership(&self, id: &Id) -> Result<Option<Partnership>>;
     async fn list_partnerships(&self, page: PageRequest) -> Result<Vec<Partnership>>;
+    /// The partnerships `agency` is or was a member of, in id order.
+    async fn list_partnerships_of(&self, agency: &Id, page: PageRequest) -> Result<Vec<Partnership>>;
+    /// Whether `agency` has a membership of `partnership`, current or ended.
+    /// Memberships are never deleted, so a `true` stays true.
+    async fn is_or_was_member(&self, partnership: &Id, agency: &Id) -> Result<bool>;
 
     /// The partnership and the agency must exist (callers check first: neither can be
     /// deleted, so a positive check stays true). ALREADY_EXISTS when the agency already
     /// has a membership of the partnership.
-    async fn create_membership(
-        &self,
-        membership: NewMembership,
-        idem: Option<Idempotency>,
-    ) -> Result<Membership>;
+    async fn create_membership(&self, membership: NewMembership, ctx: &WriteContext) -> Result<Membership>;
     /// NOT_FOUND when there is no such membership; INVALID_ARGUMENT, on the field
     /// (`role`, `start_date` or `end_date`), when the patched terms are invalid.
     async fn update_membership(
@@ -75,6 +80,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         partnership: &Id,
         agency: &Id,
         patch: MembershipPatch,
+        ctx: &WriteContext,
     ) -> Result<Membership>;
     async fn list_memberships(&self, partnership: &Id, page: PageRequest) -> Result<Vec<Membership>>;
 
@@ -87,13 +93,19 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Makes the batch's precondition checks against the stored records and, if every
     /// record passed, stores the batch in one transaction (records, audit trail,
-    /// request id); otherwise returns the rejection and stores nothing.
-    async fn submit_records(&self, batch: CheckedBatch, idem: Option<Idempotency>) -> Result<SubmitOutcome>;
+    /// request id); otherwise returns the rejection and stores nothing. With
+    /// `ctx.owner` set, a record replacing a stored one that another agency reported
+    /// refuses the batch (PERMISSION_DENIED).
+    async fn submit_records(&self, batch: CheckedBatch, ctx: WriteContext) -> Result<SubmitOutcome>;
 
     /// Current records matching the filter, in ascending key order.
     async fn list_records(&self, filter: &RecordFilter, page: PageRequest) -> Result<Vec<StoredRecord>>;
 
-    /// A record's revisions after `page.after` (a revision number), oldest first.
+    /// The current reporting agency of the record with this key, if it exists.
+    async fn record_reporting_agency(&self, key: &RecordKey) -> Result<Option<Id>>;
+
+    /// A record's revisions after `page.after` (a revision number), oldest first,
+    /// each with who wrote it.
     async fn list_record_revisions(&self, key: &RecordKey, page: PageRequest) -> Result<Vec<RecordRevision>>;
 
     /// Everything the reports of `partnerships` for periods inside `from..=to` may
@@ -116,6 +128,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// partnership. A cached report is valid exactly while its partnership's version
     /// is unchanged. One call for many, so an export chunk costs one query.
     async fn data_versions(&self, partnerships: &[Id]) -> Result<Vec<Option<i64>>>;
+
+    /// Recomputes the audit log's hash chain from one snapshot: its summary, or the
+    /// first entry that is missing or altered.
+    async fn verify_audit(&self) -> Result<std::result::Result<ChainSummary, ChainBreak>>;
 
     /// Forgets request ids older than the retention; returns how many were removed.
     async fn purge_request_log(&self, older_than: crate::domain::Timestamp) -> Result<u64>;
@@ -208,9 +224,25 @@ pub(crate) fn assemble_report_data(
 pub(crate) struct KnownIdCache {
     agencies: RwLock<HashSet<Id>>,
     partnerships: RwLock<HashSet<Id>>,
+    /// (partnership, agency) pairs seen to have a membership; never deleted either.
+    memberships: RwLock<HashSet<(Id, Id)>>,
 }
 
 impl KnownIdCache {
+    pub fn is_member(&self, partnership: &Id, agency: &Id) -> bool {
+        self.memberships
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&(partnership.clone(), agency.clone()))
+    }
+
+    pub fn learn_member(&self, partnership: &Id, agency: &Id) {
+        self.memberships
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert((partnership.clone(), agency.clone()));
+    }
+
     /// The cached part of the answer, and the well-formed ids still to look up.
     pub fn split(&self, refs: &References) -> (Known, Vec<Id>, Vec<Id>) {
         let mut known = Known::default();

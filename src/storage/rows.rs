@@ -149,7 +149,8 @@ where
     stored_day(row.int(i)?)
 }
 
-/// Columns: revision, request_id, commit_time, content, previous content.
+/// Columns: revision, request_id, commit_time, content, previous content, and the
+/// writer's client id and agency (NULL before the audit log).
 pub(crate) fn revision<R: AnyRow>(key: &RecordKey, row: &R) -> Result<RecordRevision>
 where
     usize: ColumnIndex<R>,
@@ -162,5 +163,14 @@ where
         commit_time: Timestamp(row.int(2)?),
         record: codec::decode(&content)?,
         previous: row.opt_bytes(4)?.as_deref().map(codec::decode).transpose()?,
+        actor: row
+            .opt_text(5)?
+            .map(|client_id| {
+                Ok::<_, Error>(crate::domain::access::Actor {
+                    client_id,
+                    agency: row.opt_text(6)?.map(stored_id).transpose()?,
+                })
+            })
+            .transpose()?,
     })
 }

@@ -179,12 +179,9 @@ pub async fn spawn_app_with_grace(shutdown_grace: Duration) -> TestApp {
 pub async fn spawn_app_on(backend: Backend, shutdown_grace: Duration) -> TestApp {
     init_tracing();
     let db = TestDatabase::new(backend).await;
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database_url: db.url.clone(),
-        shutdown_grace,
-        report_cache_mib: 16,
-    };
+    let mut settings = Settings::new("127.0.0.1:0".parse().expect("address"), db.url.clone());
+    settings.shutdown_grace = shutdown_grace;
+    settings.report_cache_mib = 16;
     let app = Application::build(settings).await.expect("application builds");
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -20,12 +20,13 @@ use sqlx::{
 use tracing::info;
 
 use super::{
-    KnownIdCache, PageRequest, Store, conflict_or_internal,
+    KnownIdCache, PageRequest, Store, audit, conflict_or_internal,
     rows::{self, membership_columns},
 };
 use crate::{
     domain::{
         Date, Id, Idempotency, Timestamp,
+        audit::{ChainBreak, ChainSummary, WriteContext},
         check::{CheckedBatch, Known, References},
         records::RecordKey,
         registry::{
@@ -140,6 +141,23 @@ async fn lock_principles(conn: &mut PgConnection, partnership: &str) -> Result<(
     Ok(())
 }
 
+/// A write id for the write's audit entry and record revisions.
+async fn next_write_id(conn: &mut PgConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar(audit::POSTGRES_NEXT_WRITE_ID).fetch_one(&mut *conn).await?)
+}
+
+/// Appends the write's audit entry: the last statement before commit, as it orders
+/// every writer (see `storage/audit.rs`).
+async fn audit(
+    conn: &mut PgConnection,
+    ctx: &WriteContext,
+    time: Timestamp,
+    keys: Vec<String>,
+) -> Result<()> {
+    let write_id = next_write_id(conn).await?;
+    audit::append_postgres(conn, ctx, write_id, time, keys).await
+}
+
 async fn bump_data_version(conn: &mut PgConnection, partnership: &Id) -> Result<()> {
     sqlx::query("UPDATE partnerships SET data_version = data_version + 1 WHERE id = $1")
         .bind(partnership.as_str())
@@ -175,9 +193,9 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn create_agency(&self, agency: NewAgency, idem: Option<Idempotency>) -> Result<Agency> {
+    async fn create_agency(&self, agency: NewAgency, ctx: &WriteContext) -> Result<Agency> {
         let mut tx = self.pool.begin().await?;
-        if let Some(idem) = &idem
+        if let Some(idem) = &ctx.idem
             && let Claim::Replayed(done) = claim(&mut tx, idem).await?
         {
             return Ok(done);
@@ -204,9 +222,10 @@ impl Store for PostgresStore {
                     .with_metadata("agency", created.id.as_str())
                 })
             })?;
-        if let Some(idem) = &idem {
+        if let Some(idem) = &ctx.idem {
             remember(&mut tx, idem, &created).await?;
         }
+        audit(&mut tx, ctx, created.create_time, vec![format!("agencies/{}", created.id)]).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -233,10 +252,10 @@ impl Store for PostgresStore {
     async fn create_partnership(
         &self,
         partnership: NewPartnership,
-        idem: Option<Idempotency>,
+        ctx: &WriteContext,
     ) -> Result<Partnership> {
         let mut tx = self.pool.begin().await?;
-        if let Some(idem) = &idem
+        if let Some(idem) = &ctx.idem
             && let Claim::Replayed(done) = claim(&mut tx, idem).await?
         {
             return Ok(done);
@@ -265,9 +284,10 @@ impl Store for PostgresStore {
                 .with_metadata("partnership", created.id.as_str())
             })
         })?;
-        if let Some(idem) = &idem {
+        if let Some(idem) = &ctx.idem {
             remember(&mut tx, idem, &created).await?;
         }
+        audit(&mut tx, ctx, created.create_time, vec![format!("partnerships/{}", created.id)]).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -292,13 +312,39 @@ impl Store for PostgresStore {
         rows.iter().map(rows::partnership).collect()
     }
 
-    async fn create_membership(
-        &self,
-        membership: NewMembership,
-        idem: Option<Idempotency>,
-    ) -> Result<Membership> {
+    async fn list_partnerships_of(&self, agency: &Id, page: PageRequest) -> Result<Vec<Partnership>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.display_name, p.purpose, p.create_time FROM memberships m \
+             JOIN partnerships p ON p.id = m.partnership_id \
+             WHERE m.agency_id = $1 AND m.partnership_id > $2 ORDER BY m.partnership_id LIMIT $3",
+        )
+        .bind(agency.as_str())
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(limit(&page))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::partnership).collect()
+    }
+
+    async fn is_or_was_member(&self, partnership: &Id, agency: &Id) -> Result<bool> {
+        if self.known.is_member(partnership, agency) {
+            return Ok(true);
+        }
+        let found = sqlx::query("SELECT 1 FROM memberships WHERE partnership_id = $1 AND agency_id = $2")
+            .bind(partnership.as_str())
+            .bind(agency.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        if found {
+            self.known.learn_member(partnership, agency);
+        }
+        Ok(found)
+    }
+
+    async fn create_membership(&self, membership: NewMembership, ctx: &WriteContext) -> Result<Membership> {
         let mut tx = self.pool.begin().await?;
-        if let Some(idem) = &idem
+        if let Some(idem) = &ctx.idem
             && let Claim::Replayed(done) = claim(&mut tx, idem).await?
         {
             return Ok(done);
@@ -339,9 +385,10 @@ impl Store for PostgresStore {
             })
         })?;
         bump_data_version(&mut tx, &created.partnership).await?;
-        if let Some(idem) = &idem {
+        if let Some(idem) = &ctx.idem {
             remember(&mut tx, idem, &created).await?;
         }
+        audit(&mut tx, ctx, now, vec![created.name()]).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -351,6 +398,7 @@ impl Store for PostgresStore {
         partnership: &Id,
         agency: &Id,
         patch: MembershipPatch,
+        ctx: &WriteContext,
     ) -> Result<Membership> {
         let mut tx = self.pool.begin().await?;
         lock_principles(&mut tx, partnership.as_str()).await?;
@@ -384,6 +432,7 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await?;
         bump_data_version(&mut tx, partnership).await?;
+        audit(&mut tx, ctx, membership.update_time, vec![membership.name()]).await?;
         tx.commit().await?;
         Ok(membership)
     }
@@ -411,12 +460,20 @@ impl Store for PostgresStore {
         stored_response(&mut conn, idem).await
     }
 
-    async fn submit_records(&self, batch: CheckedBatch, idem: Option<Idempotency>) -> Result<SubmitOutcome> {
-        self.submit_records_impl(batch, idem).await
+    async fn submit_records(&self, batch: CheckedBatch, ctx: WriteContext) -> Result<SubmitOutcome> {
+        self.submit_records_impl(batch, &ctx).await
     }
 
     async fn list_records(&self, filter: &RecordFilter, page: PageRequest) -> Result<Vec<StoredRecord>> {
         self.list_records_impl(filter, page).await
+    }
+
+    async fn record_reporting_agency(&self, key: &RecordKey) -> Result<Option<Id>> {
+        let row = sqlx::query("SELECT reporting_agency FROM records WHERE key = $1")
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| rows::id_col(&r, 0)).transpose()
     }
 
     async fn list_record_revisions(&self, key: &RecordKey, page: PageRequest) -> Result<Vec<RecordRevision>> {
@@ -438,6 +495,13 @@ impl Store for PostgresStore {
                 .into_iter()
                 .collect();
         Ok(partnerships.iter().map(|p| found.get(p.as_str()).copied()).collect())
+    }
+
+    async fn verify_audit(&self) -> Result<std::result::Result<ChainSummary, ChainBreak>> {
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+        let verdict = audit::verify_postgres(&mut tx).await?;
+        tx.commit().await?;
+        Ok(verdict)
     }
 
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {

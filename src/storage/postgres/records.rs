@@ -7,18 +7,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sqlx::{PgConnection, Row};
 use tracing::debug;
 
-use super::{Claim, PostgresStore, claim, is_retryable, lock_principles, remember};
+use super::{Claim, PostgresStore, claim, is_retryable, lock_principles, next_write_id, remember};
 use crate::{
     domain::{
-        Date, Id, Idempotency, Timestamp,
+        Date, Id, Timestamp,
+        audit::WriteContext,
         check::{CheckedBatch, FactQuery, Known, PreconditionFacts, References},
         records::{RecordKey, RecordKind},
         submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
     },
     error::{Error, Result},
     storage::{
-        PageRequest, assemble_report_data,
-        batch::PreparedBatch,
+        PageRequest, assemble_report_data, audit,
+        batch::{PreparedBatch, replaced_by_other_agency},
         codec,
         rows::{self, id_col, membership_columns},
     },
@@ -52,11 +53,11 @@ impl PostgresStore {
     pub(super) async fn submit_records_impl(
         &self,
         batch: CheckedBatch,
-        idem: Option<Idempotency>,
+        ctx: &WriteContext,
     ) -> Result<SubmitOutcome> {
         let mut attempt = 1;
         loop {
-            match self.try_submit(&batch, idem.as_ref()).await {
+            match self.try_submit(&batch, ctx).await {
                 Err(e) if attempt < ATTEMPTS && is_retryable(&e) => {
                     debug!(attempt, "retrying a batch after a deadlock or serialization failure");
                     attempt += 1;
@@ -66,7 +67,8 @@ impl PostgresStore {
         }
     }
 
-    async fn try_submit(&self, batch: &CheckedBatch, idem: Option<&Idempotency>) -> Result<SubmitOutcome> {
+    async fn try_submit(&self, batch: &CheckedBatch, ctx: &WriteContext) -> Result<SubmitOutcome> {
+        let idem = ctx.idem.as_ref();
         let query = batch.fact_query();
         let mut tx = self.pool.begin().await?;
         if let Some(idem) = idem
@@ -93,6 +95,7 @@ impl PostgresStore {
         let prepared = PreparedBatch::new(&records)?;
         let now = Timestamp::now();
         let request_id = idem.map(|i| i.request_id.as_str().to_string());
+        let write_id = next_write_id(&mut tx).await?;
 
         // Keys are in ascending order (PreparedBatch), and WITH ORDINALITY keeps them
         // so, so concurrent batches lock overlapping rows in the same order.
@@ -106,6 +109,7 @@ impl PostgresStore {
              ON CONFLICT (key) DO UPDATE SET reporting_agency = EXCLUDED.reporting_agency, \
                  span_start = EXCLUDED.span_start, span_end = EXCLUDED.span_end, \
                  revision = records.revision + EXCLUDED.revision, update_time = EXCLUDED.update_time \
+               WHERE $9::text IS NULL OR records.reporting_agency = $9 \
              RETURNING key, id, revision",
         )
         .bind(keys.iter().map(|w| w.key.as_str()).collect::<Vec<_>>())
@@ -116,18 +120,28 @@ impl PostgresStore {
         .bind(keys.iter().map(|w| i64::from(w.span_end)).collect::<Vec<_>>())
         .bind(keys.iter().map(|w| w.writes).collect::<Vec<_>>())
         .bind(now.0)
+        .bind(ctx.owner.as_ref().map(Id::as_str))
         .fetch_all(&mut *tx)
         .await?;
+        if rows.len() < keys.len() {
+            // A key not returned is stored and reported by another agency; dropping
+            // the transaction keeps nothing of the batch.
+            let returned: std::collections::HashSet<String> =
+                rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
+            let key = keys.iter().find(|w| !returned.contains(&w.key)).map(|w| w.key.as_str()).unwrap_or("");
+            return Err(replaced_by_other_agency(&records, key));
+        }
         let mut written = HashMap::with_capacity(rows.len());
         for row in &rows {
             written
                 .insert(row.try_get::<String, _>(0)?, (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?));
         }
         bump_versions(&mut tx, &prepared).await?;
+        let written_keys = prepared.keys.iter().map(|w| w.key.clone()).collect();
         let (outcome, revisions) = prepared.finish(&written, now)?;
         sqlx::query(
-            "INSERT INTO record_revisions (record_id, revision, request_id, commit_time, content) \
-             SELECT record_id, revision, $3, $4, content \
+            "INSERT INTO record_revisions (record_id, revision, request_id, commit_time, content, write_id) \
+             SELECT record_id, revision, $3, $4, content, $6 \
              FROM UNNEST($1::int8[], $2::int8[], $5::bytea[]) AS t(record_id, revision, content)",
         )
         .bind(revisions.iter().map(|r| r.record_id).collect::<Vec<_>>())
@@ -135,11 +149,13 @@ impl PostgresStore {
         .bind(&request_id)
         .bind(now.0)
         .bind(revisions.iter().map(|r| r.content.as_slice()).collect::<Vec<_>>())
+        .bind(write_id)
         .execute(&mut *tx)
         .await?;
         if let Some(idem) = idem {
             remember(&mut tx, idem, &outcome).await?;
         }
+        audit::append_postgres(&mut tx, ctx, write_id, now, written_keys).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -189,11 +205,12 @@ impl PostgresStore {
     ) -> Result<Vec<RecordRevision>> {
         let after: i64 = page.after.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
         let rows = sqlx::query(
-            "SELECT revision, request_id, commit_time, content, previous FROM ( \
-               SELECT revision, request_id, commit_time, content, \
+            "SELECT h.revision, h.request_id, h.commit_time, h.content, h.previous, a.client_id, a.agency FROM ( \
+               SELECT revision, request_id, commit_time, content, write_id, \
                       LAG(content) OVER (ORDER BY revision) AS previous \
                FROM record_revisions WHERE record_id = (SELECT id FROM records WHERE key = $1)) AS h \
-             WHERE revision > $2 ORDER BY revision LIMIT $3",
+             LEFT JOIN audit_log a ON a.write_id = h.write_id \
+             WHERE h.revision > $2 ORDER BY h.revision LIMIT $3",
         )
         .bind(key.as_str())
         .bind(after)

@@ -20,10 +20,15 @@ use std::{
 
 use rusqlite::{OptionalExtension, TransactionBehavior};
 
-use super::super::{assemble_report_data, batch::PreparedBatch, codec};
+use super::super::{
+    assemble_report_data, audit,
+    batch::{PreparedBatch, replaced_by_other_agency},
+    codec,
+};
 use crate::{
     domain::{
         Date, Id, Idempotency, Timestamp,
+        audit::WriteContext,
         check::{CheckedBatch, FactQuery, PreconditionFacts},
         records::RecordKind,
         registry::Membership,
@@ -105,7 +110,7 @@ impl Writer {
     pub(super) fn submit(
         &self,
         batch: &CheckedBatch,
-        idem: Option<&Idempotency>,
+        ctx: &WriteContext,
     ) -> Result<(SubmitOutcome, Vec<(String, i64)>)> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
@@ -114,7 +119,7 @@ impl Writer {
         let Some(conn) = guard.as_mut() else {
             return Err(Error::internal(anyhow::anyhow!("no writer connection")));
         };
-        let result = submit(conn, batch, idem);
+        let result = submit(conn, batch, ctx);
         if result.as_ref().is_err_and(|e| e.source.is_some()) {
             // A database failure may leave the connection unusable; reopen next time.
             *guard = None;
@@ -126,8 +131,9 @@ impl Writer {
 fn submit(
     conn: &mut rusqlite::Connection,
     batch: &CheckedBatch,
-    idem: Option<&Idempotency>,
+    ctx: &WriteContext,
 ) -> Result<(SubmitOutcome, Vec<(String, i64)>)> {
+    let idem = ctx.idem.as_ref();
     let query = batch.fact_query();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
     if let Some(idem) = idem
@@ -141,12 +147,15 @@ fn submit(
     let prepared = PreparedBatch::new(&records)?;
     let now = Timestamp::now();
     let request_id = idem.map(|i| i.request_id.as_str());
+    let write_id: i64 = tx.query_row(audit::SQLITE_NEXT_WRITE_ID, [], |r| r.get(0)).map_err(db)?;
+    let owner = ctx.owner.as_ref().map(Id::as_str);
 
     let mut written = HashMap::with_capacity(prepared.keys.len());
     {
         // Most keys of a batch are new: a plain insert, as fast as the direct path
         // gets. A key already stored (a correction) makes the unique index refuse the
-        // insert, and is updated instead, its revision advanced by the batch's writes.
+        // insert, and is updated instead, its revision advanced by the batch's writes
+        // (only if the caller may replace it: see `owner`).
         let mut insert = tx
             .prepare_cached(
                 "INSERT INTO records (key, kind, partnership_id, reporting_agency, span_start, span_end, revision, update_time) \
@@ -156,7 +165,8 @@ fn submit(
         let mut update = tx
             .prepare_cached(
                 "UPDATE records SET reporting_agency = ?2, span_start = ?3, span_end = ?4, \
-                 revision = revision + ?5, update_time = ?6 WHERE key = ?1 RETURNING id, revision",
+                 revision = revision + ?5, update_time = ?6 \
+                 WHERE key = ?1 AND (?7 IS NULL OR reporting_agency = ?7) RETURNING id, revision",
             )
             .map_err(db)?;
         for w in &prepared.keys {
@@ -184,10 +194,15 @@ fn submit(
                                 w.span_end,
                                 w.writes,
                                 now.0,
+                                owner,
                             ),
                             |r| Ok((r.get(0)?, r.get(1)?)),
                         )
+                        .optional()
                         .map_err(db)?
+                        // Stored, but reported by another agency: nothing of the
+                        // batch is kept (the transaction is dropped).
+                        .ok_or_else(|| replaced_by_other_agency(&records, &w.key))?
                 }
                 Err(e) => return Err(db(e)),
             };
@@ -195,16 +210,19 @@ fn submit(
         }
     }
     let bumped = bump_versions(&tx, &prepared)?;
+    let keys = prepared.keys.iter().map(|w| w.key.clone()).collect();
     let (outcome, revisions) = prepared.finish(&written, now)?;
     {
         let mut insert = tx
             .prepare_cached(
-                "INSERT INTO record_revisions (record_id, revision, request_id, commit_time, content) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO record_revisions (record_id, revision, request_id, commit_time, content, write_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(db)?;
         for r in &revisions {
-            insert.execute((r.record_id, r.revision, request_id, now.0, r.content.as_slice())).map_err(db)?;
+            insert
+                .execute((r.record_id, r.revision, request_id, now.0, r.content.as_slice(), write_id))
+                .map_err(db)?;
         }
     }
     if let Some(idem) = idem {
@@ -215,6 +233,7 @@ fn submit(
         )
         .map_err(db)?;
     }
+    audit::append_rusqlite(&tx, ctx, write_id, now, keys)?;
     tx.commit().map_err(db)?;
     Ok((outcome, bumped))
 }

@@ -19,13 +19,14 @@ mod records;
 use std::sync::Arc;
 
 use super::{
-    KnownIdCache, PageRequest, Store, conflict_or_internal,
+    KnownIdCache, PageRequest, Store, audit, conflict_or_internal,
     rows::{self, membership_columns},
 };
 use crate::{
     domain::submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
     domain::{
         Date, Id, Idempotency, Timestamp,
+        audit::{ChainBreak, ChainSummary, WriteContext},
         check::{CheckedBatch, Known, References},
         records::RecordKey,
         registry::{
@@ -172,9 +173,9 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_agency(&self, agency: NewAgency, idem: Option<Idempotency>) -> Result<Agency> {
+    async fn create_agency(&self, agency: NewAgency, ctx: &WriteContext) -> Result<Agency> {
         let mut tx = self.begin_write().await?;
-        if let Some(idem) = &idem
+        if let Some(idem) = &ctx.idem
             && let Some(done) = replay(&mut tx, idem).await?
         {
             return Ok(done);
@@ -201,9 +202,10 @@ impl Store for SqliteStore {
                     .with_metadata("agency", created.id.as_str())
                 })
             })?;
-        if let Some(idem) = &idem {
+        if let Some(idem) = &ctx.idem {
             remember(&mut tx, idem, &created).await?;
         }
+        audit(&mut tx, ctx, created.create_time, vec![format!("agencies/{}", created.id)]).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -230,10 +232,10 @@ impl Store for SqliteStore {
     async fn create_partnership(
         &self,
         partnership: NewPartnership,
-        idem: Option<Idempotency>,
+        ctx: &WriteContext,
     ) -> Result<Partnership> {
         let mut tx = self.begin_write().await?;
-        if let Some(idem) = &idem
+        if let Some(idem) = &ctx.idem
             && let Some(done) = replay(&mut tx, idem).await?
         {
             return Ok(done);
@@ -260,9 +262,10 @@ impl Store for SqliteStore {
                     .with_metadata("partnership", created.id.as_str())
                 })
             })?;
-        if let Some(idem) = &idem {
+        if let Some(idem) = &ctx.idem {
             remember(&mut tx, idem, &created).await?;
         }
+        audit(&mut tx, ctx, created.create_time, vec![format!("partnerships/{}", created.id)]).await?;
         tx.commit().await?;
         self.set_versions(&[(created.id.to_string(), 0)]);
         Ok(created)
@@ -287,13 +290,39 @@ impl Store for SqliteStore {
         rows.iter().map(rows::partnership).collect()
     }
 
-    async fn create_membership(
-        &self,
-        membership: NewMembership,
-        idem: Option<Idempotency>,
-    ) -> Result<Membership> {
+    async fn list_partnerships_of(&self, agency: &Id, page: PageRequest) -> Result<Vec<Partnership>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.display_name, p.purpose, p.create_time FROM memberships m \
+             JOIN partnerships p ON p.id = m.partnership_id \
+             WHERE m.agency_id = ? AND m.partnership_id > ? ORDER BY m.partnership_id LIMIT ?",
+        )
+        .bind(agency.as_str())
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(limit(&page))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::partnership).collect()
+    }
+
+    async fn is_or_was_member(&self, partnership: &Id, agency: &Id) -> Result<bool> {
+        if self.known.is_member(partnership, agency) {
+            return Ok(true);
+        }
+        let found = sqlx::query("SELECT 1 FROM memberships WHERE partnership_id = ? AND agency_id = ?")
+            .bind(partnership.as_str())
+            .bind(agency.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        if found {
+            self.known.learn_member(partnership, agency);
+        }
+        Ok(found)
+    }
+
+    async fn create_membership(&self, membership: NewMembership, ctx: &WriteContext) -> Result<Membership> {
         let mut tx = self.begin_write().await?;
-        if let Some(idem) = &idem
+        if let Some(idem) = &ctx.idem
             && let Some(done) = replay(&mut tx, idem).await?
         {
             return Ok(done);
@@ -333,9 +362,10 @@ impl Store for SqliteStore {
             })
         })?;
         let version = bump_data_version(&mut tx, &created.partnership).await?;
-        if let Some(idem) = &idem {
+        if let Some(idem) = &ctx.idem {
             remember(&mut tx, idem, &created).await?;
         }
+        audit(&mut tx, ctx, now, vec![created.name()]).await?;
         tx.commit().await?;
         self.set_versions(&[(created.partnership.to_string(), version)]);
         Ok(created)
@@ -346,6 +376,7 @@ impl Store for SqliteStore {
         partnership: &Id,
         agency: &Id,
         patch: MembershipPatch,
+        ctx: &WriteContext,
     ) -> Result<Membership> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(concat!(
@@ -378,6 +409,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let version = bump_data_version(&mut tx, partnership).await?;
+        audit(&mut tx, ctx, membership.update_time, vec![membership.name()]).await?;
         tx.commit().await?;
         self.set_versions(&[(partnership.to_string(), version)]);
         Ok(membership)
@@ -405,12 +437,16 @@ impl Store for SqliteStore {
         self.replay_submission_impl(idem).await
     }
 
-    async fn submit_records(&self, batch: CheckedBatch, idem: Option<Idempotency>) -> Result<SubmitOutcome> {
-        self.submit_records_impl(batch, idem).await
+    async fn submit_records(&self, batch: CheckedBatch, ctx: WriteContext) -> Result<SubmitOutcome> {
+        self.submit_records_impl(batch, ctx).await
     }
 
     async fn list_records(&self, filter: &RecordFilter, page: PageRequest) -> Result<Vec<StoredRecord>> {
         self.list_records_impl(filter, page).await
+    }
+
+    async fn record_reporting_agency(&self, key: &RecordKey) -> Result<Option<Id>> {
+        self.record_reporting_agency_impl(key).await
     }
 
     async fn list_record_revisions(&self, key: &RecordKey, page: PageRequest) -> Result<Vec<RecordRevision>> {
@@ -428,6 +464,14 @@ impl Store for SqliteStore {
         Ok(partnerships.iter().map(|p| versions.get(p.as_str()).copied()).collect())
     }
 
+    async fn verify_audit(&self) -> Result<std::result::Result<ChainSummary, ChainBreak>> {
+        // One read transaction: one snapshot of the head and the entries.
+        let mut tx = self.pool.begin().await?;
+        let verdict = audit::verify_sqlite(&mut tx).await?;
+        tx.commit().await?;
+        Ok(verdict)
+    }
+
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM request_log WHERE create_time < ?")
@@ -441,6 +485,17 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Appends the write's audit entry (the last statement of every write transaction).
+async fn audit(
+    conn: &mut SqliteConnection,
+    ctx: &WriteContext,
+    time: Timestamp,
+    keys: Vec<String>,
+) -> Result<()> {
+    let write_id: i64 = sqlx::query_scalar(audit::SQLITE_NEXT_WRITE_ID).fetch_one(&mut *conn).await?;
+    audit::append_sqlite(conn, ctx, write_id, time, keys).await
 }
 
 async fn bump_data_version(conn: &mut SqliteConnection, partnership: &Id) -> Result<i64> {

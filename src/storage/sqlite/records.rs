@@ -7,6 +7,7 @@ use super::{SqliteStore, direct, replay};
 use crate::{
     domain::{
         Date, Id, Idempotency, Timestamp,
+        audit::WriteContext,
         check::{CheckedBatch, Known, References},
         records::RecordKey,
         submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
@@ -57,10 +58,10 @@ impl SqliteStore {
     pub(super) async fn submit_records_impl(
         &self,
         batch: CheckedBatch,
-        idem: Option<Idempotency>,
+        ctx: WriteContext,
     ) -> Result<SubmitOutcome> {
         let writer = self.writer.clone();
-        let (outcome, bumped) = tokio::task::spawn_blocking(move || writer.submit(&batch, idem.as_ref()))
+        let (outcome, bumped) = tokio::task::spawn_blocking(move || writer.submit(&batch, &ctx))
             .await
             .map_err(|e| Error::internal(anyhow::anyhow!("submission task: {e}")))??;
         // Committed: the new versions are visible before the batch is acknowledged.
@@ -123,6 +124,14 @@ impl SqliteStore {
             .collect()
     }
 
+    pub(super) async fn record_reporting_agency_impl(&self, key: &RecordKey) -> Result<Option<Id>> {
+        let row = sqlx::query("SELECT reporting_agency FROM records WHERE key = ?")
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| id_col(&r, 0)).transpose()
+    }
+
     pub(super) async fn list_record_revisions_impl(
         &self,
         key: &RecordKey,
@@ -130,11 +139,12 @@ impl SqliteStore {
     ) -> Result<Vec<RecordRevision>> {
         let after: i64 = page.after.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
         let rows = sqlx::query(
-            "SELECT revision, request_id, commit_time, content, previous FROM ( \
-               SELECT revision, request_id, commit_time, content, \
+            "SELECT h.revision, h.request_id, h.commit_time, h.content, h.previous, a.client_id, a.agency FROM ( \
+               SELECT revision, request_id, commit_time, content, write_id, \
                       LAG(content) OVER (ORDER BY revision) AS previous \
-               FROM record_revisions WHERE record_id = (SELECT id FROM records WHERE key = ?)) \
-             WHERE revision > ? ORDER BY revision LIMIT ?",
+               FROM record_revisions WHERE record_id = (SELECT id FROM records WHERE key = ?)) AS h \
+             LEFT JOIN audit_log a ON a.write_id = h.write_id \
+             WHERE h.revision > ? ORDER BY h.revision LIMIT ?",
         )
         .bind(key.as_str())
         .bind(after)
