@@ -44,13 +44,20 @@ pub enum Command {
     Report(ReportArgs),
     /// Check a running server through the gRPC health protocol; exits 0 when SERVING.
     Health(HealthArgs),
+    /// Write development credentials (CA, server certificate, JWKS, signing key,
+    /// tokens, client certificates) for trying the secure mode locally.
+    DevCredentials(DevCredentialsArgs),
+    /// Mint an access token with a `dev-credentials` signing key.
+    Token(TokenArgs),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
-    /// The server to check.
-    #[arg(long, env = "PM_TARGET", default_value = "http://127.0.0.1:50051")]
-    pub target: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 
     /// The service to ask about; empty for the whole server.
     #[arg(long, default_value = "")]
@@ -63,9 +70,8 @@ pub struct HealthArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// The server to ask.
-    #[arg(long, env = "PM_TARGET", default_value = "http://127.0.0.1:50051")]
-    pub target: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 
     /// Partnership id.
     #[arg(long)]
@@ -90,9 +96,8 @@ pub struct ReportArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// The server to load into.
-    #[arg(long, env = "PM_TARGET", default_value = "http://127.0.0.1:50051")]
-    pub target: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 
     /// Load about this many records (more partnerships) instead of the five-partnership
     /// demo.
@@ -102,6 +107,93 @@ pub struct DemoArgs {
     /// Records per streamed batch.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
+
+    /// A `dev-credentials` directory: register with its registrar token and submit
+    /// each agency's records with a submitter token minted for that agency (the
+    /// secure mode, locally). Without it every call uses --token, if any.
+    #[arg(long)]
+    pub dev_credentials: Option<PathBuf>,
+}
+
+/// How a client command reaches the server and who it says it is.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientArgs {
+    /// The server: `http://host:port`, or `https://host:port` for TLS.
+    #[arg(long, env = "PM_TARGET", default_value = "http://127.0.0.1:50051")]
+    pub target: String,
+
+    /// An OAuth2 access token, sent as `authorization: Bearer <token>`.
+    #[arg(long, env = "PM_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    pub token: Option<String>,
+
+    /// A file holding the access token (e.g. one written by `dev-credentials`).
+    #[arg(long, env = "PM_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The CA certificate (PEM) that signed the server's certificate; implies TLS.
+    #[arg(long, env = "PM_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// A client certificate (PEM) for mutual TLS; needs --client-key.
+    #[arg(long, env = "PM_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "PM_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevCredentialsArgs {
+    /// Directory to write into (created if needed).
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// Also write submitter and reader tokens and a client certificate for this
+    /// agency; repeat for several.
+    #[arg(long = "agency")]
+    pub agencies: Vec<String>,
+
+    /// Hours the written tokens stay valid.
+    #[arg(long, default_value_t = 24)]
+    pub ttl_hours: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The `dev-credentials` directory whose signing key signs the token.
+    #[arg(long)]
+    pub credentials: PathBuf,
+
+    /// The token's `sub`; default `dev-<agency or role>`.
+    #[arg(long)]
+    pub sub: Option<String>,
+
+    /// The agency the caller acts for (`agency_id`).
+    #[arg(long)]
+    pub agency: Option<String>,
+
+    /// A role; repeat for several.
+    #[arg(long = "role", required = true)]
+    pub roles: Vec<Role>,
+
+    /// Minutes the token stays valid.
+    #[arg(long, default_value_t = 60)]
+    pub ttl_minutes: u64,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log's hash chain; exits non-zero naming the first entry
+    /// that is missing or altered.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditVerifyArgs {
+    /// The database to check, as for `serve`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://partnership-metrics.db")]
+    pub database_url: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use partnership_metrics::{
     cli,
-    configuration::{Cli, Command},
+    configuration::{AuditCommand, Cli, Command},
     startup::{Application, shutdown_signal},
     telemetry,
 };
@@ -38,5 +38,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => cli::demo(args).await,
         Command::Report(args) => cli::report::run(args).await,
         Command::Health(args) => cli::health::run(args).await,
+        Command::DevCredentials(args) => cli::security::dev_credentials(args),
+        Command::Token(args) => cli::security::token(args),
+        Command::Audit(AuditCommand::Verify(args)) => cli::security::audit_verify(args).await,
     }
 }

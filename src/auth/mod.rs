@@ -116,3 +116,53 @@ impl Authenticator {
         Ok(principal)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+
+    fn jwt_only() -> (Authenticator, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dev::SigningKey::generate(jsonwebtoken::Algorithm::EdDSA, "k").unwrap();
+        std::fs::write(dir.path().join("jwks.json"), dev::jwks(&[&key]).unwrap()).unwrap();
+        let settings =
+            jwt::JwtSettings { jwks: dir.path().join("jwks.json"), issuer: "i".into(), audience: "a".into() };
+        (Authenticator::new(Some(Arc::new(jwt::JwtVerifier::new(settings).unwrap())), None), dir)
+    }
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn the_authorization_header_must_be_a_bearer_token() {
+        let (auth, _dir) = jwt_only();
+        for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "token-without-scheme"] {
+            let e = auth.authenticate::<Vec<u8>>(&headers(bad), None).unwrap_err();
+            assert_eq!((e.code, e.reason), (Code::Unauthenticated, reason::CREDENTIALS_MALFORMED), "{bad}");
+        }
+        let e = auth.authenticate::<Vec<u8>>(&HeaderMap::new(), None).unwrap_err();
+        assert_eq!(e.reason, reason::CREDENTIALS_MISSING);
+        // The scheme is case-insensitive (RFC 7235); the token itself is then checked.
+        let e = auth.authenticate::<Vec<u8>>(&headers("bearer x.y.z"), None).unwrap_err();
+        assert_eq!(e.reason, reason::TOKEN_INVALID);
+    }
+
+    #[test]
+    fn without_authentication_everyone_is_the_local_developer() {
+        let p = Authenticator::disabled().authenticate::<Vec<u8>>(&HeaderMap::new(), None).unwrap();
+        assert_eq!(p.client_id, crate::domain::access::LOCAL_DEVELOPMENT_CLIENT);
+    }
+
+    #[test]
+    fn a_jwks_without_usable_keys_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h","alg":"HS256"}]}"#).unwrap();
+        let settings = jwt::JwtSettings { jwks: path, issuer: "i".into(), audience: "a".into() };
+        assert!(jwt::JwtVerifier::new(settings).is_err(), "an HMAC secret is never a verification key");
+    }
+}

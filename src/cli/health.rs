@@ -6,19 +6,19 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use super::load::connect;
 use crate::configuration::HealthArgs;
 
 pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
     let check = async {
-        let mut client = HealthClient::new(connect(&args.target).await?);
+        let mut client = HealthClient::new(args.client.connect().await?);
         let status =
             client.check(HealthCheckRequest { service: args.service.clone() }).await?.into_inner().status;
         anyhow::Ok(status)
     };
-    let status = tokio::time::timeout(std::time::Duration::from_secs(args.timeout_secs), check)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer from {} within {} s", args.target, args.timeout_secs))??;
+    let status =
+        tokio::time::timeout(std::time::Duration::from_secs(args.timeout_secs), check).await.map_err(
+            |_| anyhow::anyhow!("no answer from {} within {} s", args.client.target, args.timeout_secs),
+        )??;
     match ServingStatus::try_from(status) {
         Ok(ServingStatus::Serving) => {
             println!("SERVING");

@@ -7,13 +7,17 @@ use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, transport::Channel};
+use tonic::{Code, service::interceptor::InterceptedService};
 
-use super::synth::Synth;
+use super::{
+    client::{ApiChannel, Credentials},
+    synth::Synth,
+};
 use crate::pb::{
     self, ingest_records_response::Result as Ack, registry_service_client::RegistryServiceClient,
     submission_service_client::SubmissionServiceClient,
 };
+use crate::{auth::dev, configuration::ClientArgs, domain::access::Role};
 
 /// Registry calls in flight at once while loading.
 const REGISTRY_CONCURRENCY: usize = 16;
@@ -29,12 +33,9 @@ pub struct LoadStats {
     pub records_time: Duration,
 }
 
-pub async fn connect(target: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(target.to_string())
-        .with_context(|| format!("bad target URL {target}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {target}"))
+/// A plaintext connection without credentials (a local-development server).
+pub async fn connect(target: &str) -> anyhow::Result<ApiChannel> {
+    ClientArgs::plain(target).connect().await
 }
 
 /// An "already exists" answer means an earlier load got there first: fine.
@@ -60,7 +61,7 @@ where
 }
 
 /// Creates the data set's agencies, partnerships and memberships.
-pub async fn load_registry(channel: Channel, synth: &Synth) -> anyhow::Result<LoadStats> {
+pub async fn load_registry(channel: ApiChannel, synth: &Synth) -> anyhow::Result<LoadStats> {
     let started = Instant::now();
     let client = RegistryServiceClient::new(channel);
     let agencies = create_all(synth.agency_requests(), |req| {
@@ -91,7 +92,7 @@ pub async fn load_registry(channel: Channel, synth: &Synth) -> anyhow::Result<Lo
 /// checks every acknowledgement. Records are generated as they are sent, so the
 /// client's memory does not grow with the data set.
 pub async fn load_records(
-    channel: Channel,
+    channel: ApiChannel,
     synth: Synth,
     batch_size: usize,
     stats: &mut LoadStats,
@@ -101,7 +102,7 @@ pub async fn load_records(
 
 /// As [`load_records`], the first `limit` records only.
 pub async fn load_records_limited(
-    channel: Channel,
+    channel: ApiChannel,
     synth: Synth,
     batch_size: usize,
     limit: usize,
@@ -114,8 +115,7 @@ pub async fn load_records_limited(
     let (tx, rx) = mpsc::channel::<pb::IngestRecordsRequest>(2);
     // Request ids name the data set and the batching, so a rerun of the same load is
     // a retry and a different load never reuses an id.
-    let c = synth.config;
-    let prefix = format!("synth-{}x{}-{}-b{batch_size}", c.partnerships, c.members, c.seed);
+    let prefix = request_id_prefix(&synth, batch_size);
     let producer = tokio::task::spawn_blocking(move || {
         let mut records = synth.records().take(limit);
         let mut index = 0u64;
@@ -149,4 +149,104 @@ pub async fn load_records_limited(
     producer.await.context("record generator")?;
     stats.records_time = started.elapsed();
     Ok(())
+}
+
+/// Request ids name the data set and the batching, so a rerun of the same load is a
+/// retry and a different load never reuses an id.
+fn request_id_prefix(synth: &Synth, batch_size: usize) -> String {
+    let c = synth.config;
+    format!("synth-{}x{}-{}-b{batch_size}", c.partnerships, c.members, c.seed)
+}
+
+/// How long tokens minted for one load stay valid.
+const LOAD_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// Loads the data set into a server that authenticates, with tokens minted from a
+/// `dev-credentials` directory: the registry as a registrar, and each agency's
+/// records as a submitter of that agency (a submitter may only submit its own).
+/// Records are grouped by reporting agency and sent as SubmitRecords batches of
+/// `batch_size`, so memory holds at most one batch per agency.
+pub async fn load_with_dev_credentials(
+    target: &ClientArgs,
+    dir: &std::path::Path,
+    synth: &Synth,
+    batch_size: usize,
+) -> anyhow::Result<LoadStats> {
+    let channel = target.channel().await?;
+    let registrar = dev::mint_dev_token(dir, "dev-demo-registrar", None, &[Role::Registrar], LOAD_TOKEN_TTL)?;
+    let mut stats =
+        load_registry(InterceptedService::new(channel.clone(), Credentials::bearer(&registrar)?), synth)
+            .await?;
+    let started = Instant::now();
+    let prefix = request_id_prefix(synth, batch_size);
+    let mut pending: std::collections::BTreeMap<String, Vec<pb::Record>> = Default::default();
+    let mut clients: std::collections::HashMap<String, SubmissionServiceClient<ApiChannel>> =
+        Default::default();
+    let mut sent: std::collections::HashMap<String, u64> = Default::default();
+    let mut flush = async |agency: String, records: Vec<pb::Record>| -> anyhow::Result<()> {
+        if !clients.contains_key(&agency) {
+            let token = dev::mint_dev_token(
+                dir,
+                &format!("dev-{agency}-submitter"),
+                Some(&agency),
+                &[Role::Submitter],
+                LOAD_TOKEN_TTL,
+            )?;
+            let client = SubmissionServiceClient::new(InterceptedService::new(
+                channel.clone(),
+                Credentials::bearer(&token)?,
+            ))
+            .max_encoding_message_size(64 << 20);
+            clients.insert(agency.clone(), client);
+        }
+        let n = sent.entry(agency.clone()).or_default();
+        let request = pb::SubmitRecordsRequest { request_id: format!("{prefix}-{agency}-{n}"), records };
+        *n += 1;
+        let client = clients.get_mut(&agency).context("a client per agency")?;
+        let ok = client
+            .submit_records(request)
+            .await
+            .map_err(|s| {
+                anyhow::anyhow!("a batch of agency {agency} was refused: {} {}", s.code(), s.message())
+            })?
+            .into_inner();
+        stats.records += ok.record_count as u64;
+        stats.batches += 1;
+        Ok(())
+    };
+    for record in synth.records() {
+        let Some(agency) = reporting_agency(&record) else { continue };
+        let batch = pending.entry(agency.clone()).or_default();
+        batch.push(record);
+        if batch.len() >= batch_size {
+            let full = std::mem::take(batch);
+            flush(agency, full).await?;
+        }
+    }
+    for (agency, records) in std::mem::take(&mut pending) {
+        if !records.is_empty() {
+            flush(agency, records).await?;
+        }
+    }
+    stats.records_time = started.elapsed();
+    Ok(stats)
+}
+
+/// The reporting agency of a wire record (methodology 2.3): whose records these are.
+fn reporting_agency(record: &pb::Record) -> Option<String> {
+    use pb::record::Kind;
+    Some(
+        match record.kind.as_ref()? {
+            Kind::WorkforceReturn(r) => &r.agency,
+            Kind::ServiceContract(r) => &r.commissioner,
+            Kind::TeamComposition(r) => &r.reporting_agency,
+            Kind::SurveyResponse(r) => &r.respondent_agency,
+            Kind::RelationshipRating(r) => &r.rater,
+            Kind::PrinciplesAdoption(r) => &r.reporting_agency,
+            Kind::PrinciplesEndorsement(r) => &r.agency,
+            Kind::RestructuringEvent(r) => &r.agency,
+            Kind::BudgetContribution(r) => &r.agency,
+        }
+        .clone(),
+    )
 }

@@ -1,8 +1,10 @@
 //! Client commands: they talk to a running server over gRPC like any integrator.
 
+pub mod client;
 pub mod health;
 pub mod load;
 pub mod report;
+pub mod security;
 pub mod synth;
 
 use crate::configuration::DemoArgs;
@@ -14,14 +16,21 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         None => synth::SynthConfig::demo(),
     };
     let synth = synth::Synth::new(config);
-    let channel = load::connect(&args.target).await?;
     eprintln!(
         "loading {} partnerships, about {} records, into {} ...",
         config.partnerships,
         synth.estimated_record_count(),
-        args.target
+        args.client.target
     );
-    let mut stats = load::load_registry(channel.clone(), &synth).await?;
+    let stats = match &args.dev_credentials {
+        Some(dir) => load::load_with_dev_credentials(&args.client, dir, &synth, args.batch_size).await?,
+        None => {
+            let channel = args.client.connect().await?;
+            let mut stats = load::load_registry(channel.clone(), &synth).await?;
+            load::load_records(channel, synth.clone(), args.batch_size, &mut stats).await?;
+            stats
+        }
+    };
     eprintln!(
         "registry: {} agencies, {} partnerships, {} memberships in {:.1} s",
         stats.agencies,
@@ -29,7 +38,6 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         stats.memberships,
         stats.registry_time.as_secs_f64()
     );
-    load::load_records(channel, synth.clone(), args.batch_size, &mut stats).await?;
     let secs = stats.records_time.as_secs_f64();
     eprintln!(
         "records: {} in {} batches in {:.1} s ({:.0} records/s)",

@@ -7,7 +7,6 @@ use anyhow::Context;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
-use super::load::connect;
 use crate::{
     configuration::ReportArgs,
     pb::{self, indicator_input::Value, report_service_client::ReportServiceClient},
@@ -15,7 +14,7 @@ use crate::{
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     let mut client =
-        ReportServiceClient::new(connect(&args.target).await?).max_decoding_message_size(64 << 20);
+        ReportServiceClient::new(args.client.connect().await?).max_decoding_message_size(64 << 20);
     let weights: HashMap<String, f64> = args
         .weight
         .iter()

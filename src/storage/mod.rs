@@ -150,6 +150,32 @@ pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
+/// Recomputes the audit chain of the database a URL names, without migrating it or
+/// taking it over: it may be in use by a running server (SQLite is opened read-only).
+pub async fn verify_audit(
+    database_url: &str,
+) -> anyhow::Result<std::result::Result<ChainSummary, ChainBreak>> {
+    use sqlx::Connection;
+    let verdict = match Backend::of(database_url)? {
+        Backend::Sqlite(path) => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).read_only(true);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+            let mut tx = conn.begin().await?;
+            let verdict = audit::verify_sqlite(&mut tx).await?;
+            tx.commit().await?;
+            verdict
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(database_url).await?;
+            let mut tx = conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+            let verdict = audit::verify_postgres(&mut tx).await?;
+            tx.commit().await?;
+            verdict
+        }
+    };
+    Ok(verdict)
+}
+
 pub(crate) fn unknown_membership(partnership: &Id, agency: &Id) -> Error {
     Error::not_found(
         crate::error::reason::UNKNOWN_MEMBERSHIP,

@@ -4,6 +4,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use partnership_metrics::{
+    cli::client::{ApiChannel, Credentials},
     configuration::Settings,
     pb::{
         self, registry_service_client::RegistryServiceClient, report_service_client::ReportServiceClient,
@@ -13,7 +14,7 @@ use partnership_metrics::{
 };
 use sqlx::Row;
 use tokio::{sync::oneshot, task::JoinHandle};
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 use tonic_types::StatusExt;
 
 /// The storage backend a test runs against.
@@ -147,6 +148,10 @@ impl Drop for TestDatabase {
 pub struct TestApp {
     pub channel: Channel,
     pub db: TestDatabase,
+    pub addr: std::net::SocketAddr,
+    /// What `api()`, `registry()`, `submission()` and `reports()` send: none by
+    /// default; a test of a secured server sets a token here for its setup calls.
+    pub credentials: Credentials,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -177,38 +182,62 @@ pub async fn spawn_app_with_grace(shutdown_grace: Duration) -> TestApp {
 }
 
 pub async fn spawn_app_on(backend: Backend, shutdown_grace: Duration) -> TestApp {
+    spawn_app_configured(backend, |s| s.shutdown_grace = shutdown_grace).await
+}
+
+/// A server on `backend` with the test defaults, then `configure` applied (TLS,
+/// authentication, ...). The channel is plaintext unless the settings serve TLS, in
+/// which case `TestApp::channel` is unusable and tests connect themselves.
+pub async fn spawn_app_configured(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
     init_tracing();
     let db = TestDatabase::new(backend).await;
     let mut settings = Settings::new("127.0.0.1:0".parse().expect("address"), db.url.clone());
-    settings.shutdown_grace = shutdown_grace;
+    settings.shutdown_grace = Duration::from_secs(5);
     settings.report_cache_mib = 16;
+    configure(&mut settings);
     let app = Application::build(settings).await.expect("application builds");
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connects to the test server");
-    TestApp { channel, db, stop: Some(stop), server: Some(server) }
+    // Lazy: a TLS server refuses a plaintext connection, and tests that need TLS
+    // make their own.
+    let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+    TestApp { channel, db, addr, credentials: Credentials::none(), stop: Some(stop), server: Some(server) }
 }
 
 impl TestApp {
-    pub fn registry(&self) -> RegistryServiceClient<Channel> {
-        RegistryServiceClient::new(self.channel.clone())
+    /// The channel with no credentials, as a client command would make it.
+    pub fn api(&self) -> ApiChannel {
+        InterceptedService::new(self.channel.clone(), self.credentials.clone())
     }
 
-    pub fn submission(&self) -> SubmissionServiceClient<Channel> {
-        SubmissionServiceClient::new(self.channel.clone())
+    /// The channel with no credentials at all, whatever `credentials` says.
+    pub fn channel_with_no_token(&self) -> ApiChannel {
+        InterceptedService::new(self.channel.clone(), Credentials::none())
+    }
+
+    /// The channel with a bearer token on every call.
+    pub fn with_token(&self, token: &str) -> ApiChannel {
+        InterceptedService::new(
+            self.channel.clone(),
+            Credentials::bearer(token).expect("a header-safe token"),
+        )
+    }
+
+    pub fn registry(&self) -> RegistryServiceClient<ApiChannel> {
+        RegistryServiceClient::new(self.api())
+    }
+
+    pub fn submission(&self) -> SubmissionServiceClient<ApiChannel> {
+        SubmissionServiceClient::new(self.api())
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20)
     }
 
-    pub fn reports(&self) -> ReportServiceClient<Channel> {
-        ReportServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    pub fn reports(&self) -> ReportServiceClient<ApiChannel> {
+        ReportServiceClient::new(self.api()).max_decoding_message_size(64 << 20)
     }
 
     /// Signals shutdown and waits for the server to stop.

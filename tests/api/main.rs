@@ -4,6 +4,7 @@
 mod helpers;
 mod fixtures;
 
+mod auth;
 mod e2e;
 mod health;
 mod reflection;

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 
+use partnership_metrics::cli::client::ApiChannel;
 use partnership_metrics::{
     cli::{load, synth},
     pb::{self, record::Kind, submission_service_client::SubmissionServiceClient},
 };
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 use crate::{
     e2e::Server,
@@ -17,7 +17,7 @@ use crate::{
     worked,
 };
 
-async fn channel(addr: &str) -> Channel {
+async fn channel(addr: &str) -> ApiChannel {
     load::connect(&format!("http://{addr}")).await.expect("connect to a replica")
 }
 
@@ -232,8 +232,8 @@ async fn postgresql_reports_equal_sqlite_reports_bit_for_bit() {
     let demo = synth::Synth::new(synth::SynthConfig::demo());
     for app in [&sqlite, &postgres] {
         worked::load(app).await;
-        let mut stats = load::load_registry(app.channel.clone(), &demo).await.unwrap();
-        load::load_records(app.channel.clone(), demo.clone(), 500, &mut stats).await.unwrap();
+        let mut stats = load::load_registry(app.api(), &demo).await.unwrap();
+        load::load_records(app.api(), demo.clone(), 500, &mut stats).await.unwrap();
     }
     for period in ["2026Q3", "2026Q2", "202609", "2026", "2025April", "2025"] {
         let (a, b) = (all_reports(&sqlite, period).await, all_reports(&postgres, period).await);

@@ -46,7 +46,7 @@ pub async fn channels(target: &str, streams: usize) -> anyhow::Result<Vec<Channe
     let n = streams.div_ceil(16).clamp(1, 16);
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        out.push(partnership_metrics::cli::load::connect(target).await?);
+        out.push(partnership_metrics::configuration::ClientArgs::plain(target).channel().await?);
     }
     Ok(out)
 }
