@@ -36,6 +36,8 @@ services = compose.get("services", {})
 postgres = services.get("postgres")
 check(postgres is not None, "no postgres service")
 replicas = {name: s for name, s in services.items() if name.startswith("replica-")}
+credentials = services.get("credentials")
+check(credentials is not None, "no credentials service writes the TLS and JWT material")
 check(len(replicas) >= 2, f"expected at least two replicas, found {sorted(replicas)}")
 
 pg_env = (postgres or {}).get("environment", {})
@@ -70,8 +72,27 @@ for name, s in sorted(replicas.items()):
           f"{name}: ports {ports} do not publish the listen port {listen_port}")
     host_ports += [str(p).split(":")[0] for p in ports]
     test = s.get("healthcheck", {}).get("test", [])
-    check(test[:3] == ["CMD", "partnership-metrics", "health"] and f"http://127.0.0.1:{listen_port}" in test,
-          f"{name}: health check {test} is not the gRPC health check on the listen port")
+    check(test[:3] == ["CMD", "partnership-metrics", "health"],
+          f"{name}: health check {test} is not the gRPC health check")
+    target = urlparse(env.get("PM_TARGET", ""))
+    check(target.scheme == "https" and target.hostname in ("localhost", "127.0.0.1") and str(target.port) == listen_port,
+          f"{name}: PM_TARGET {env.get('PM_TARGET')!r} is not https on the listen port, as the health check needs")
+    # Beyond loopback the server refuses to start without TLS and authentication.
+    check(env.get("PM_TLS_CERT") and env.get("PM_TLS_KEY"), f"{name}: no TLS certificate and key")
+    check((env.get("PM_JWT_JWKS") and env.get("PM_JWT_ISSUER") and env.get("PM_JWT_AUDIENCE")) or env.get("PM_TLS_CLIENT_CA"),
+          f"{name}: no authentication method (PM_JWT_* or PM_TLS_CLIENT_CA)")
+    check(env.get("PM_CA_CERT"), f"{name}: the health check has no PM_CA_CERT to trust the server's certificate")
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in s.get("volumes", [])}
+    for var in ("PM_TLS_CERT", "PM_TLS_KEY", "PM_JWT_JWKS", "PM_CA_CERT"):
+        path = env.get(var, "")
+        mounted = [m for m in mounts if path.startswith(m + "/")]
+        check(bool(mounted), f"{name}: {var}={path} is on no mounted volume")
+        if mounted and credentials:
+            writer = [str(v).split(":") for v in credentials.get("volumes", [])]
+            check(any(w[0] == mounts[mounted[0]] for w in writer),
+                  f"{name}: {var} lives on volume {mounts[mounted[0]]!r}, which the credentials service does not write")
+    check(s.get("depends_on", {}).get("credentials", {}).get("condition") == "service_completed_successfully",
+          f"{name}: does not wait for the credentials to be written")
     grace = int(env.get("PM_SHUTDOWN_GRACE_SECS", "10"))
     stop = seconds(s.get("stop_grace_period", "10s"))
     check(stop is not None and stop > grace, f"{name}: stop_grace_period {stop} must exceed the drain time {grace}")
@@ -84,6 +105,8 @@ users = re.findall(r"^USER (\S+)", dockerfile_text, re.M)
 check(bool(users) and users[-1].split(":")[0] not in ("0", "root"), "the image runs as root")
 check(re.search(r'^HEALTHCHECK .*\n?.*"partnership-metrics", "health"', dockerfile_text, re.M) is not None,
       "the Dockerfile's HEALTHCHECK does not use the gRPC health check")
+check(re.search(r"PM_TARGET=http://127\.0\.0\.1:50051", dockerfile_text) is not None,
+      "the Dockerfile does not point the health check (PM_TARGET) at its own port")
 check(re.search(r"--bin partnership-metrics", dockerfile_text) is not None, "the build stage does not build the binary")
 check("EXPOSE 50051" in dockerfile_text, "the image does not expose 50051")
 
@@ -91,4 +114,4 @@ if problems:
     for p in problems:
         print(f"deploy check: {p}", file=sys.stderr)
     sys.exit(1)
-print(f"deploy check: compose wiring ok ({len(replicas)} replicas over postgres, image {image})")
+print(f"deploy check: compose wiring ok ({len(replicas)} replicas over postgres, TLS and JWT, image {image})")

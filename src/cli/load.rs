@@ -214,26 +214,35 @@ pub async fn load_with_dev_credentials(
         stats.batches += 1;
         Ok(())
     };
-    for record in synth.records() {
-        let Some(agency) = reporting_agency(&record) else { continue };
-        let batch = pending.entry(agency.clone()).or_default();
-        batch.push(record);
-        if batch.len() >= batch_size {
-            let full = std::mem::take(batch);
-            flush(agency, full).await?;
+    // Endorsements refer to another agency's adoption, which grouping by agency could
+    // send later: they go in a second pass, once every adoption is stored.
+    for endorsements in [false, true] {
+        let records = synth.records().filter(|r| is_endorsement(r) == endorsements);
+        for record in records {
+            let Some(agency) = reporting_agency(&record) else { continue };
+            let batch = pending.entry(agency.clone()).or_default();
+            batch.push(record);
+            if batch.len() >= batch_size {
+                let full = std::mem::take(batch);
+                flush(agency, full).await?;
+            }
         }
-    }
-    for (agency, records) in std::mem::take(&mut pending) {
-        if !records.is_empty() {
-            flush(agency, records).await?;
+        for (agency, records) in std::mem::take(&mut pending) {
+            if !records.is_empty() {
+                flush(agency, records).await?;
+            }
         }
     }
     stats.records_time = started.elapsed();
     Ok(stats)
 }
 
+fn is_endorsement(record: &pb::Record) -> bool {
+    matches!(record.kind, Some(pb::record::Kind::PrinciplesEndorsement(_)))
+}
+
 /// The reporting agency of a wire record (methodology 2.3): whose records these are.
-fn reporting_agency(record: &pb::Record) -> Option<String> {
+pub fn reporting_agency(record: &pb::Record) -> Option<String> {
     use pb::record::Kind;
     Some(
         match record.kind.as_ref()? {

@@ -127,7 +127,8 @@ impl Synth {
         Fortune::of(p)
     }
 
-    fn member_id(&self, p: usize, m: usize) -> String {
+    /// The id of member `m` of partnership `p` (member 0 is its lead).
+    pub fn member_id(&self, p: usize, m: usize) -> String {
         let role = MEMBER_ROLES.get(m).map(|r| r.to_string()).unwrap_or_else(|| format!("member-{m}"));
         format!("{}-{role}", self.partnership_id(p))
     }

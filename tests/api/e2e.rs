@@ -40,9 +40,21 @@ impl Server {
 
     /// On the database `url` names, with extra `serve` flags.
     pub fn start_on(url: &str, dir: tempfile::TempDir, flags: &[&str]) -> Server {
+        Server::start_with(url, dir, "127.0.0.1:0", flags, &[])
+    }
+
+    /// On `listen`, with extra flags and environment variables.
+    pub fn start_with(
+        url: &str,
+        dir: tempfile::TempDir,
+        listen: &str,
+        flags: &[&str],
+        env: &[(&str, String)],
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_partnership-metrics"))
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--shutdown-grace-secs", "5"])
+            .args(["--log-format", "json", "serve", "--listen", listen, "--shutdown-grace-secs", "5"])
             .args(flags)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("DATABASE_URL", url)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -263,4 +275,72 @@ fn demo_then_report_from_the_command_line() {
     let down =
         Command::new(bin).args(["health", "--target", &target, "--timeout-secs", "2"]).output().unwrap();
     assert!(!down.status.success());
+}
+
+/// The README's "Secure it" walk-through with the real binary, configured through the
+/// same environment variables as deploy/: development credentials, a server on all
+/// interfaces with TLS and tokens, the demo loaded agency by agency, and a report
+/// that equals the one a plain local server computes from the plain demo.
+#[test]
+fn the_secure_walkthrough_gives_the_same_reports_as_local_development() {
+    let bin = env!("CARGO_BIN_EXE_partnership-metrics");
+    let run = |args: &[&str], env: &[(&str, String)]| {
+        let out =
+            Command::new(bin).args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap();
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let creds = tempfile::tempdir().unwrap();
+    let c = |name: &str| creds.path().join(name).display().to_string();
+    run(&["dev-credentials", "--out", &c("")], &[]);
+    let security = [
+        ("PM_TLS_CERT", c("server.pem")),
+        ("PM_TLS_KEY", c("server.key")),
+        ("PM_JWT_JWKS", c("jwks.json")),
+        ("PM_JWT_ISSUER", "https://dev-idp.partnership-metrics.local".to_string()),
+        ("PM_JWT_AUDIENCE", "partnership-metrics".to_string()),
+    ];
+
+    // Without TLS and authentication, all interfaces are refused with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("open.db").display());
+    let refused = Command::new(bin)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("without TLS") && why.contains("--insecure-allow-unauthenticated"), "{why}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("secure.db").display());
+    let secure = Server::start_with(&url, dir, "0.0.0.0:0", &[], &security);
+    let port = secure.addr.rsplit(':').next().unwrap().to_string();
+    let target = format!("https://localhost:{port}");
+    let client = [("PM_TARGET", target.clone()), ("PM_CA_CERT", c("ca.pem"))];
+    assert_eq!(run(&["health"], &client).trim(), "SERVING");
+    run(&["demo", "--dev-credentials", &c("")], &client);
+    let report_args = ["report", "--partnership", "eastmoor", "--period", "2026Q3", "--json"];
+    let mut analyst = client.to_vec();
+    analyst.push(("PM_TOKEN_FILE", c("tokens/registrar.jwt")));
+    // A registrar may not read reports; an analyst may.
+    let denied = Command::new(bin)
+        .args(report_args)
+        .envs(analyst.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(!denied.status.success());
+    analyst.pop();
+    analyst.push(("PM_TOKEN_FILE", c("tokens/analyst.jwt")));
+    let secured_report = run(&report_args, &analyst);
+    let verified = run(&["audit", "verify", "--database-url", &url], &[]);
+    assert!(verified.starts_with("audit log intact"), "{verified}");
+    assert!(secure.terminate().success());
+
+    let plain = Server::start();
+    let target = format!("http://{}", plain.addr);
+    run(&["demo", "--target", &target], &[]);
+    let plain_report = run(&report_args, &[("PM_TARGET", target)]);
+    assert_eq!(secured_report, plain_report, "the same data gives the same report however it was loaded");
 }

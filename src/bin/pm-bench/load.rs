@@ -163,14 +163,20 @@ impl<Req: prost::Message + Send + 'static> tonic::codec::Codec for RawResponseCo
 }
 
 /// One unary call whose response body is returned undecoded.
+/// `authorization`, when given, is sent as the call's `authorization` header.
 pub async fn raw_unary<Req: prost::Message + Send + 'static>(
     channel: Channel,
     path: &'static str,
     request: Req,
+    authorization: Option<&tonic::metadata::AsciiMetadataValue>,
 ) -> Result<bytes::Bytes, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| tonic::Status::unknown(format!("channel not ready: {e}")))?;
     let path = http::uri::PathAndQuery::from_static(path);
-    let response = grpc.unary(tonic::Request::new(request), path, RawResponseCodec::<Req>::default()).await?;
+    let mut request = tonic::Request::new(request);
+    if let Some(a) = authorization {
+        request.metadata_mut().insert("authorization", a.clone());
+    }
+    let response = grpc.unary(request, path, RawResponseCodec::<Req>::default()).await?;
     Ok(response.into_inner())
 }

@@ -6,12 +6,14 @@
 //!     cargo build --release --bins && target/release/pm-bench --scale medium
 
 mod anchors;
+mod auth;
 mod load;
 mod server;
 mod stats;
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -19,7 +21,8 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use partnership_metrics::{
     cli::{load as loader, synth},
-    domain::Period,
+    configuration::ClientArgs,
+    domain::{Period, access::Role},
     pb::{self, report_service_client::ReportServiceClient},
 };
 use serde::Serialize;
@@ -93,7 +96,12 @@ struct Args {
     #[arg(long, default_value_t = 50100)]
     port: u16,
     /// The measurements to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "ingest,dataset,startup,export,reads")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ingest,dataset,startup,export,reads,auth"
+    )]
     phases: Vec<Phase>,
     /// Load about this many records instead of the scale's number (smoke runs).
     #[arg(long)]
@@ -116,6 +124,8 @@ enum Phase {
     Startup,
     Export,
     Reads,
+    /// Report reads and ingest with JWT authentication, beside the same without.
+    Auth,
 }
 
 #[derive(Debug, Serialize)]
@@ -493,6 +503,7 @@ async fn main() -> anyhow::Result<()> {
                                 ch,
                                 "/partnership.v1.ReportService/GetPartnershipReport",
                                 request,
+                                None,
                             )
                             .await?;
                             // An OK answer must carry a report, not an empty body.
@@ -537,6 +548,127 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         rows.extend(read_rows);
         server.stop()?;
+    }
+
+    // --- What authentication costs: the same loads with and without JWTs -------------
+    if phase(Phase::Auth) {
+        let keys = auth::BenchKeys::new(&work.join("auth-keys"))?;
+        let secured_env = keys.server_env();
+        let cache = format!("{}", (config.partnerships * 16 / 1024).max(64));
+        let streams = 64;
+        let duration = Duration::from_secs_f64(args.duration_secs);
+        let plan = Arc::new(auth::reader_plan(&synth, streams));
+        let headers: Arc<Vec<tonic::metadata::AsciiMetadataValue>> = Arc::new(
+            plan.iter()
+                .map(|(agency, _)| keys.header(Some(agency), Role::Reader))
+                .collect::<anyhow::Result<_>>()?,
+        );
+        let (mut open, mut secured, mut open_p99, mut secured_p99, mut errors) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
+        for run in 0..runs {
+            for with_auth in [false, true] {
+                let mut env: Vec<(&str, &str)> = vec![("PM_REPORT_CACHE_MIB", cache.as_str())];
+                if with_auth {
+                    env.extend(secured_env.iter().map(|(k, v)| (*k, v.as_str())));
+                }
+                let server = Server::start_with(&bin, &sqlite_url(&data), next_port(), &env).await?;
+                let (target, plan, headers) = (server.target.clone(), plan.clone(), headers.clone());
+                let r = load::on_own_thread(move || async move {
+                    let chans = load::channels(&target, streams).await?;
+                    let call = move |ch, seq: u64| {
+                        let s = (seq % streams as u64) as usize;
+                        let (plan, headers) = (plan.clone(), headers.clone());
+                        async move {
+                            let request = pb::GetPartnershipReportRequest {
+                                partnership: plan[s].1.clone(),
+                                period: "2026Q3".into(),
+                                ..Default::default()
+                            };
+                            let body = load::raw_unary(
+                                ch,
+                                "/partnership.v1.ReportService/GetPartnershipReport",
+                                request,
+                                with_auth.then(|| &headers[s]),
+                            )
+                            .await?;
+                            if body.is_empty() {
+                                Err(tonic::Status::data_loss("empty report"))
+                            } else {
+                                Ok(())
+                            }
+                        }
+                    };
+                    // A short first pass computes and caches the 64 reports.
+                    load::closed_loop(&chans, streams, Duration::from_millis(300), call.clone()).await;
+                    Ok(load::closed_loop(&chans, streams, duration, call).await)
+                })
+                .await?;
+                server.stop()?;
+                errors += r.error_count();
+                let (rps, p99) = (r.per_second(), r.quantile_ms(0.99));
+                say(format!(
+                    "reads at {streams} streams, {} run {run}: {rps:.0}/s p99 {p99:.3} ms",
+                    if with_auth { "JWT" } else { "no auth" }
+                ));
+                if with_auth {
+                    secured.push(rps);
+                    secured_p99.push(p99);
+                } else {
+                    open.push(rps);
+                    open_p99.push(p99);
+                }
+            }
+        }
+        let row = Row::new(
+            format!("GetPartnershipReport at {streams} streams with JWT (a reader token per stream)"),
+            "req/s",
+            Figure::of(secured),
+        )
+        .anchor("the same load without authentication, same run", Figure::of(open))
+        .note("p99 ms", format!("{:.3}", Figure::of(secured_p99).median))
+        .note("p99 ms without auth", format!("{:.3}", Figure::of(open_p99).median))
+        .note("non-OK", errors);
+        rows.push(row.ratio_at_least(0.8));
+
+        // Ingest: each agency streams its own records, 16 partnerships at a time.
+        let auth_records = n_ingest.min(200_000);
+        let auth_synth = synth::Synth::new(synth::SynthConfig::scaled(auth_records));
+        let auth_partnerships = auth_synth.config.partnerships;
+        let (mut open, mut secured) = (Vec::new(), Vec::new());
+        for run in 0..runs {
+            for with_auth in [false, true] {
+                let dir = work.join(format!("auth-ingest-{run}-{with_auth}"));
+                fresh_dir(&dir)?;
+                let env: Vec<(&str, &str)> = if with_auth {
+                    secured_env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+                } else {
+                    Vec::new()
+                };
+                let server = Server::start_with(&bin, &sqlite_url(&dir), next_port(), &env).await?;
+                let k = with_auth.then_some(&keys);
+                let channel = ClientArgs::plain(&server.target).channel().await?;
+                auth::load_registry(channel.clone(), &auth_synth, k).await?;
+                let (t, n) =
+                    auth::ingest_by_agency(channel, &auth_synth, auth_partnerships, 1_000, 16, k).await?;
+                server.stop()?;
+                std::fs::remove_dir_all(&dir)?;
+                let rate = n as f64 / t.as_secs_f64();
+                say(format!(
+                    "ingest by agency, {} run {run}: {n} records, {rate:.0} records/s",
+                    if with_auth { "JWT" } else { "no auth" }
+                ));
+                if with_auth { secured.push(rate) } else { open.push(rate) }
+            }
+        }
+        let row = Row::new(
+            "IngestRecords into SQLite with JWT (one stream and submitter token per agency)",
+            "records/s",
+            Figure::of(secured),
+        )
+        .anchor("the same streams without authentication, same run", Figure::of(open))
+        .note("records", auth_records)
+        .note("agencies", auth_partnerships * (auth_synth.config.members + 3));
+        rows.push(row.ratio_at_least(0.9));
     }
 
     // --- Results -----------------------------------------------------------------------
