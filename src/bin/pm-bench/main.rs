@@ -117,7 +117,8 @@ struct Args {
     server_threads: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Phase {
     Ingest,
     Dataset,
@@ -171,8 +172,17 @@ struct Results {
     ingest_records_per_run: usize,
     runs: usize,
     server_threads: u16,
+    /// `scale`, or `scale-phase-phase` for a run of some phases only: the name of its
+    /// JSON file and of its section in BENCHMARKS.md, so a partial run never
+    /// replaces a whole one.
+    label: String,
+    phases: Vec<Phase>,
     rows: Vec<Row>,
 }
+
+/// The phases a plain `pm-bench` runs.
+const ALL_PHASES: [Phase; 6] =
+    [Phase::Ingest, Phase::Dataset, Phase::Startup, Phase::Export, Phase::Reads, Phase::Auth];
 
 fn fresh_dir(path: &Path) -> anyhow::Result<()> {
     if path.exists() {
@@ -683,10 +693,21 @@ async fn main() -> anyhow::Result<()> {
         ingest_records_per_run: anchor_rows.len(),
         runs,
         server_threads: args.server_threads,
+        label: if ALL_PHASES.iter().all(|p| args.phases.contains(p)) {
+            scale.name().to_string()
+        } else {
+            let names: Vec<String> = args
+                .phases
+                .iter()
+                .filter_map(|p| p.to_possible_value().map(|v| v.get_name().to_string()))
+                .collect();
+            format!("{}-{}", scale.name(), names.join("-"))
+        },
+        phases: args.phases.clone(),
         rows,
     };
     std::fs::create_dir_all(&args.results_dir)?;
-    let path = args.results_dir.join(format!("{date}-{}.json", scale.name()));
+    let path = args.results_dir.join(format!("{date}-{}.json", results.label));
     std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
     say(format!("wrote {}", path.display()));
     if args.markdown != "none" {
@@ -723,13 +744,13 @@ fn today() -> String {
 
 /// Rewrites the scale's section of the Markdown file between its markers.
 fn update_markdown(path: &Path, r: &Results) -> anyhow::Result<()> {
-    let begin = format!("<!-- results:{} -->", r.scale.name());
-    let end = format!("<!-- /results:{} -->", r.scale.name());
+    let begin = format!("<!-- results:{} -->", r.label);
+    let end = format!("<!-- /results:{} -->", r.label);
     let body = format!(
         "{begin}\n### {} ({} records, {} partnerships; {} runs per figure)\n\nMeasured {} at commit `{}` on {} cores, {} GiB, {} (kernel {}). \
          Ingest runs write {} records each into a fresh database. \
          Server worker threads: {}.\n\n{}{end}",
-        r.scale.name(),
+        r.label,
         r.records,
         r.partnerships,
         r.runs,
