@@ -86,6 +86,8 @@ pub mod reason {
     pub const CERTIFICATE_UNRECOGNISED: &str = "CERTIFICATE_UNRECOGNISED";
     pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
     pub const INTERNAL: &str = "INTERNAL";
+    /// An IngestRecords stream that could not be read to its end.
+    pub const STREAM_BROKEN: &str = "STREAM_BROKEN";
 }
 
 /// A failed request.

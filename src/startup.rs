@@ -17,12 +17,9 @@ use crate::{
         layers::{IdentityLayer, RpcTraceLayer},
         registry::RegistryApi,
         reports::{ReportApi, ReportRoutes},
-        submission::SubmissionApi,
+        submission::{SubmissionApi, SubmissionRoutes},
     },
-    pb::{
-        self, registry_service_server::RegistryServiceServer,
-        submission_service_server::SubmissionServiceServer,
-    },
+    pb::{self, registry_service_server::RegistryServiceServer},
     storage::{self, Store},
 };
 
@@ -153,8 +150,7 @@ impl Application {
         let registry = RegistryServiceServer::new(RegistryApi::new(store.clone()));
         // Streams watch this to stop taking batches when shutdown begins.
         let (draining_tx, draining) = tokio::sync::watch::channel(false);
-        let submission = SubmissionServiceServer::new(SubmissionApi::new(store.clone(), draining))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let submission = SubmissionRoutes::new(SubmissionApi::new(store.clone(), draining));
         let reports = ReportRoutes::new(ReportApi::new(store.clone(), report_cache_bytes));
 
         // The database is open and migrated by now (Application::build), so every

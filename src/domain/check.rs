@@ -21,7 +21,7 @@ use super::{
         RecordKind, RelationshipRating, RestructuringEvent, RestructuringKind, ServiceContract, Stability,
         SurveyItems, SurveyResponse, TeamComposition, TeamEntry, WorkforceReturn,
     },
-    registry::{MAX_NAME_CHARS, MembershipTerms, Role, Text},
+    registry::{MembershipTerms, NAME, Role, Text},
 };
 use crate::error::{Error, FieldViolation, ViolationKind, reason};
 
@@ -259,16 +259,78 @@ pub struct Known {
     pub partnerships: HashSet<Id>,
 }
 
-/// A violation of the batch as a whole (path `records`), or `None`.
-pub fn check_batch_size(len: usize) -> Option<FieldViolation> {
-    match len {
-        0 => Some(FieldViolation::invalid("records", "must hold at least one record")),
-        n if n > MAX_BATCH_RECORDS => Some(FieldViolation::invalid(
+/// Most entries one team composition may list.
+pub const MAX_TEAM_ENTRIES: usize = 1_000;
+/// Most team entries one batch may hold in all.
+pub const MAX_BATCH_TEAM_ENTRIES: usize = 100_000;
+
+/// How big a batch is: what bounds the memory a server needs to hold it. The gRPC
+/// adapter counts it on the wire before decoding (records and entries past the
+/// limits are never decoded), so a request cannot make the server allocate more than
+/// a valid one would.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchShape {
+    pub records: usize,
+    /// Team compositions listing more than [`MAX_TEAM_ENTRIES`]: (record index,
+    /// entries).
+    pub oversized_teams: Vec<(usize, usize)>,
+    /// Team entries of the batch's records, within the record limit.
+    pub team_entries: usize,
+}
+
+impl BatchShape {
+    /// The shape of inputs already in memory.
+    pub fn of(inputs: &[RecordInput]) -> BatchShape {
+        let mut shape = BatchShape { records: inputs.len(), ..BatchShape::default() };
+        for (i, input) in inputs.iter().enumerate().take(MAX_BATCH_RECORDS) {
+            if let RecordInput::TeamComposition(t) = input {
+                shape.count_team(i, t.entries.len());
+            }
+        }
+        shape
+    }
+
+    /// Adds the entries of the team composition at record `index`.
+    pub fn count_team(&mut self, index: usize, entries: usize) {
+        if entries > MAX_TEAM_ENTRIES {
+            self.oversized_teams.push((index, entries));
+        }
+        self.team_entries += entries;
+    }
+
+    /// Whether a batch of this shape can be held and checked record by record.
+    pub fn is_within_limits(&self) -> bool {
+        check_batch_shape(self).is_empty()
+    }
+}
+
+/// The violations of a batch too small or too big to be checked record by record.
+pub fn check_batch_shape(shape: &BatchShape) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    match shape.records {
+        0 => violations.push(FieldViolation::invalid("records", "must hold at least one record")),
+        n if n > MAX_BATCH_RECORDS => violations.push(FieldViolation::invalid(
             "records",
             format_args!("must hold at most {MAX_BATCH_RECORDS} records (got {n})"),
         )),
-        _ => None,
+        _ => {}
     }
+    for &(i, n) in shape.oversized_teams.iter().take(MAX_LISTED_VIOLATIONS) {
+        violations.push(FieldViolation::invalid(
+            format!("records[{i}].team_composition.entries"),
+            format_args!("must hold at most {MAX_TEAM_ENTRIES} entries (got {n})"),
+        ));
+    }
+    if shape.team_entries > MAX_BATCH_TEAM_ENTRIES {
+        violations.push(FieldViolation::invalid(
+            "records",
+            format_args!(
+                "must hold at most {MAX_BATCH_TEAM_ENTRIES} team entries in all (got {})",
+                shape.team_entries
+            ),
+        ));
+    }
+    violations
 }
 
 // ---------------------------------------------------------------------------------
@@ -370,7 +432,7 @@ impl Checker<'_> {
     }
 
     fn text(&mut self, field: &str, s: &str) -> Option<String> {
-        Text::required(s, MAX_NAME_CHARS).map_err(|e| self.fail(field, e)).ok()
+        Text::required(s, NAME).map_err(|e| self.fail(field, e)).ok()
     }
 
     fn count(&mut self, field: &str, v: i64) -> Option<i64> {

@@ -63,9 +63,20 @@ impl Role {
     }
 }
 
-/// Free text such as display names: non-empty when required, bounded in characters.
+/// Free text such as display names: non-empty when required, bounded in characters,
+/// and free of control characters (a NUL or an escape code is never part of a name;
+/// paragraphs may hold tabs and line breaks). The one rule for every text field of
+/// every request, so both backends store exactly what passed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text;
+
+/// What a text field may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextLimit {
+    pub max_chars: usize,
+    /// Tabs and line breaks allowed.
+    pub multiline: bool,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TextError {
@@ -73,24 +84,35 @@ pub enum TextError {
     Empty,
     #[error("must be at most {0} characters")]
     TooLong(usize),
+    #[error("must not contain control characters (found U+{0:04X} at character {1})")]
+    ControlCharacter(u32, usize),
 }
 
-pub const MAX_NAME_CHARS: usize = 1024;
-pub const MAX_PURPOSE_CHARS: usize = 4096;
+/// Names and titles: one line.
+pub const NAME: TextLimit = TextLimit { max_chars: 1024, multiline: false };
+/// A partnership's purpose: a paragraph.
+pub const PURPOSE: TextLimit = TextLimit { max_chars: 4096, multiline: true };
 
 impl Text {
-    /// Checks a required text field of at most `max` characters.
-    pub fn required(s: &str, max: usize) -> Result<String, TextError> {
+    /// Checks a required text field.
+    pub fn required(s: &str, limit: TextLimit) -> Result<String, TextError> {
         if s.trim().is_empty() {
             return Err(TextError::Empty);
         }
-        Text::optional(s, max)
+        Text::optional(s, limit)
     }
 
-    /// Checks an optional text field of at most `max` characters.
-    pub fn optional(s: &str, max: usize) -> Result<String, TextError> {
-        if s.chars().count() > max {
-            return Err(TextError::TooLong(max));
+    /// Checks an optional text field.
+    pub fn optional(s: &str, limit: TextLimit) -> Result<String, TextError> {
+        let mut chars = 0;
+        for (i, c) in s.chars().enumerate() {
+            if c.is_control() && !(limit.multiline && matches!(c, '\t' | '\n' | '\r')) {
+                return Err(TextError::ControlCharacter(u32::from(c), i));
+            }
+            chars += 1;
+        }
+        if chars > limit.max_chars {
+            return Err(TextError::TooLong(limit.max_chars));
         }
         Ok(s.to_string())
     }
@@ -204,6 +226,20 @@ mod tests {
     }
 
     #[test]
+    fn text_refuses_control_characters_and_counts_characters_not_bytes() {
+        assert_eq!(Text::required("Trust", NAME).unwrap(), "Trust");
+        assert_eq!(Text::required("a\0b", NAME), Err(TextError::ControlCharacter(0, 1)));
+        assert!(matches!(Text::required("tab\there", NAME), Err(TextError::ControlCharacter(9, 3))));
+        assert!(Text::optional("line\nbreak\ttab\r", PURPOSE).is_ok());
+        assert!(Text::optional("nul\0", PURPOSE).is_err());
+        assert!(Text::optional("\u{7f}", PURPOSE).is_err(), "DEL is a control character");
+        assert!(Text::optional("\u{9b}", PURPOSE).is_err(), "C1 controls too");
+        assert!(Text::optional(&"é".repeat(1024), NAME).is_ok(), "1024 characters, 2048 bytes");
+        assert_eq!(Text::optional(&"é".repeat(1025), NAME), Err(TextError::TooLong(1024)));
+        assert_eq!(Text::required("   ", NAME), Err(TextError::Empty));
+    }
+
+    #[test]
     fn terms_reject_end_before_start_but_allow_one_day() {
         assert_eq!(MembershipTerms::new(Role::Lead, d("2026-01-02"), Some(d("2026-01-01"))), Err("end_date"));
         assert!(MembershipTerms::new(Role::Lead, d("2026-01-02"), Some(d("2026-01-02"))).is_ok());
@@ -234,9 +270,10 @@ mod tests {
 
     #[test]
     fn text_bounds_count_characters() {
-        assert_eq!(Text::required("  ", 10), Err(TextError::Empty));
-        assert_eq!(Text::required(&"é".repeat(10), 10).unwrap().chars().count(), 10);
-        assert_eq!(Text::optional(&"é".repeat(11), 10), Err(TextError::TooLong(10)));
-        assert_eq!(Text::optional("", 10).unwrap(), "");
+        let ten = TextLimit { max_chars: 10, multiline: false };
+        assert_eq!(Text::required("  ", ten), Err(TextError::Empty));
+        assert_eq!(Text::required(&"é".repeat(10), ten).unwrap().chars().count(), 10);
+        assert_eq!(Text::optional(&"é".repeat(11), ten), Err(TextError::TooLong(10)));
+        assert_eq!(Text::optional("", ten).unwrap(), "");
     }
 }

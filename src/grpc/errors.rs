@@ -80,6 +80,28 @@ pub fn to_rpc_status(e: Error) -> tonic_types::pb::Status {
     })
 }
 
+/// The status that ends an IngestRecords stream early: the cause's code and
+/// details, with the first batch the server did not take named in the message and in
+/// the `ErrorInfo` metadata `first_batch_not_taken`, so the client knows where to
+/// resume (every batch before it was answered).
+pub fn stream_ended(cause: &Status, first_not_taken: i64) -> Status {
+    let details = cause.get_error_details();
+    let (reason, mut metadata) = match details.error_info() {
+        Some(info) => (info.reason.clone(), info.metadata.clone()),
+        None => (crate::error::reason::STREAM_BROKEN.to_string(), HashMap::new()),
+    };
+    metadata.insert("first_batch_not_taken".into(), first_not_taken.to_string());
+    let message = format!(
+        "{}; batches before index {first_not_taken} were answered, resend from {first_not_taken}",
+        cause.message()
+    );
+    let mut out = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    if let Some(retry) = details.retry_info() {
+        out.set_retry_info(retry.retry_delay);
+    }
+    Status::with_error_details(cause.code(), message, out)
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         to_status(e)

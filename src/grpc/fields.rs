@@ -4,7 +4,10 @@
 use std::fmt::Display;
 
 use crate::{
-    domain::{Date, Id, Period, RequestId, Timestamp, registry::Text},
+    domain::{
+        Date, Id, Period, RequestId, Timestamp,
+        registry::{Text, TextLimit},
+    },
     error::{Error, FieldViolation, Result, ViolationKind},
 };
 
@@ -56,12 +59,12 @@ impl Fields {
         self.check(path, Period::parse(s))
     }
 
-    pub fn required_text(&mut self, path: &str, s: &str, max: usize) -> Option<String> {
-        self.check(path, Text::required(s, max))
+    pub fn required_text(&mut self, path: &str, s: &str, limit: TextLimit) -> Option<String> {
+        self.check(path, Text::required(s, limit))
     }
 
-    pub fn optional_text(&mut self, path: &str, s: &str, max: usize) -> Option<String> {
-        self.check(path, Text::optional(s, max))
+    pub fn optional_text(&mut self, path: &str, s: &str, limit: TextLimit) -> Option<String> {
+        self.check(path, Text::optional(s, limit))
     }
 
     /// A protobuf enum field: UNSPECIFIED (0) and numbers this build does not know are

@@ -3,6 +3,7 @@
 //! results back to protobuf and errors to statuses.
 
 pub mod authz;
+pub mod batch_codec;
 pub mod errors;
 pub mod fields;
 pub mod layers;

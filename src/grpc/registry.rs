@@ -14,8 +14,8 @@ use crate::{
     domain::{
         Idempotency,
         registry::{
-            Agency, MAX_NAME_CHARS, MAX_PURPOSE_CHARS, Membership, MembershipPatch, MembershipTerms,
-            NewAgency, NewMembership, NewPartnership, Partnership, Role, Sector,
+            Agency, Membership, MembershipPatch, MembershipTerms, NAME, NewAgency, NewMembership,
+            NewPartnership, PURPOSE, Partnership, Role, Sector,
         },
     },
     error::{Error, FieldViolation, Result, ViolationKind, reason},
@@ -161,7 +161,7 @@ impl RegistryService for RegistryApi {
         let mut f = Fields::new();
         let id = f.id("agency_id", &req.agency_id);
         let agency = req.agency.unwrap_or_default();
-        let display_name = f.required_text("agency.display_name", &agency.display_name, MAX_NAME_CHARS);
+        let display_name = f.required_text("agency.display_name", &agency.display_name, NAME);
         let sector = f.enumeration("agency.sector", agency.sector, sector_from_pb, SECTORS);
         let request_id = f.request_id("request_id", &req.request_id);
         let (Some(id), Some(display_name), Some(sector), true) = (id, display_name, sector, f.is_clean())
@@ -229,9 +229,8 @@ impl RegistryService for RegistryApi {
         let mut f = Fields::new();
         let id = f.id("partnership_id", &req.partnership_id);
         let partnership = req.partnership.unwrap_or_default();
-        let display_name =
-            f.required_text("partnership.display_name", &partnership.display_name, MAX_NAME_CHARS);
-        let purpose = f.optional_text("partnership.purpose", &partnership.purpose, MAX_PURPOSE_CHARS);
+        let display_name = f.required_text("partnership.display_name", &partnership.display_name, NAME);
+        let purpose = f.optional_text("partnership.purpose", &partnership.purpose, PURPOSE);
         let request_id = f.request_id("request_id", &req.request_id);
         let (Some(id), Some(display_name), Some(purpose), true) = (id, display_name, purpose, f.is_clean())
         else {

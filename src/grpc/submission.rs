@@ -2,16 +2,19 @@
 
 use std::{pin::Pin, sync::Arc};
 
-use futures::Stream;
+use futures::{Stream, future::BoxFuture};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::server::{Grpc, NamedService};
+use tonic::{Status, Streaming};
+use tonic_prost::ProstCodec;
 use tracing::{Instrument, debug, instrument, warn};
 
 use super::{
     authz::{self, Grant},
-    errors::to_rpc_status,
+    batch_codec::{BatchCodec, IncomingBatch},
+    errors::{stream_ended, to_rpc_status},
     fields::{Fields, timestamp},
     pagination::{Page, REGISTRY_PAGES},
     records::{input_from_pb, record_kind_filter, record_to_pb},
@@ -19,12 +22,13 @@ use super::{
 use crate::{
     domain::{
         Idempotency,
-        check::{CheckedBatch, References, check_batch_size, check_records},
+        check::{CheckedBatch, References, check_batch_shape, check_records},
         records::RecordKey,
         submission::{RecordFilter, SubmitOutcome},
     },
     error::{Code, Error, FieldViolation, Result, reason},
-    pb::{self, submission_service_server::SubmissionService},
+    pb,
+    startup::MAX_MESSAGE_BYTES,
     storage::Store,
 };
 
@@ -49,13 +53,8 @@ impl SubmissionApi {
     }
 
     /// Checks and stores one batch: the one path for unary and streamed batches.
-    async fn submit_batch(
-        &self,
-        grant: &Grant,
-        request_id: &str,
-        records: Vec<pb::Record>,
-    ) -> Result<SubmitOutcome> {
-        match self.prepare_batch(grant, request_id, records).await? {
+    async fn submit_batch(&self, grant: &Grant, batch: IncomingBatch) -> Result<SubmitOutcome> {
+        match self.prepare_batch(grant, batch).await? {
             Prepared::Done(outcome) => Ok(outcome),
             Prepared::Ready(checked, idem) => self.store.submit_records(checked, grant.write(idem)).await,
         }
@@ -64,17 +63,11 @@ impl SubmissionApi {
     /// Everything about a batch that needs no write: request checks, the caller's
     /// permission for every record, a replay of an earlier identical request, and the
     /// checks that need no stored records.
-    async fn prepare_batch(
-        &self,
-        grant: &Grant,
-        request_id: &str,
-        records: Vec<pb::Record>,
-    ) -> Result<Prepared> {
+    async fn prepare_batch(&self, grant: &Grant, batch: IncomingBatch) -> Result<Prepared> {
+        let IncomingBatch { request_id, records, shape } = batch;
         let mut f = Fields::new();
-        let request_id = f.request_id("request_id", request_id);
-        if let Some(v) = check_batch_size(records.len()) {
-            f.violations.push(v);
-        }
+        let request_id = f.request_id("request_id", &request_id);
+        f.violations.extend(check_batch_shape(&shape));
         f.finish(reason::INVALID_RECORDS)?;
 
         let idem = request_id.map(|id| {
@@ -113,9 +106,11 @@ enum Staged {
         request_id: String,
         prepared: Result<Prepared>,
     },
-    /// The server is shutting down; batches from `resume_at` on were not taken.
+    /// No more batches are taken: the server is shutting down or the stream could
+    /// not be read. Batches from `resume_at` on were not taken.
     Stop {
         resume_at: i64,
+        cause: Status,
     },
 }
 
@@ -146,28 +141,23 @@ fn outcome_to_pb(o: SubmitOutcome) -> pb::SubmitRecordsResponse {
 
 type IngestStream = Pin<Box<dyn Stream<Item = Result<pb::IngestRecordsResponse, Status>> + Send + 'static>>;
 
-#[tonic::async_trait]
-impl SubmissionService for SubmissionApi {
-    #[instrument(skip_all, fields(records = request.get_ref().records.len()))]
-    async fn submit_records(
+impl SubmissionApi {
+    /// SubmitRecords.
+    #[instrument(skip_all, fields(records = batch.shape.records))]
+    pub async fn submit_records(
         &self,
-        request: Request<pb::SubmitRecordsRequest>,
-    ) -> Result<Response<pb::SubmitRecordsResponse>, Status> {
-        let grant = authz::grant(&request)?;
-        let req = request.into_inner();
-        let outcome = self.submit_batch(&grant, &req.request_id, req.records).await?;
-        Ok(Response::new(outcome_to_pb(outcome)))
+        grant: &Grant,
+        batch: IncomingBatch,
+    ) -> Result<pb::SubmitRecordsResponse> {
+        Ok(outcome_to_pb(self.submit_batch(grant, batch).await?))
     }
 
-    type IngestRecordsStream = IngestStream;
-
-    async fn ingest_records(
-        &self,
-        request: Request<Streaming<pb::IngestRecordsRequest>>,
-    ) -> Result<Response<Self::IngestRecordsStream>, Status> {
-        let grant = authz::grant(&request)?;
+    /// IngestRecords: acknowledgements in batch order, each after its commit. The
+    /// stream never ends OK with a batch unanswered: if the stream cannot be read
+    /// (or the server shuts down) it ends with a status naming the first batch not
+    /// taken.
+    pub fn ingest_records(&self, grant: Grant, mut inbound: Streaming<IncomingBatch>) -> IngestStream {
         let writer_grant = grant.clone();
-        let mut inbound = request.into_inner();
         let (acks, rx) = mpsc::channel(ACK_BUFFER);
         // Two stages: one reads and checks the next batch while the other writes the
         // current one. The one-slot channel between them bounds memory (a batch being
@@ -183,7 +173,8 @@ impl SubmissionService for SubmissionApi {
                     let next = tokio::select! {
                         biased;
                         () = shutdown_begun(&mut draining) => {
-                            let _ = staged_tx.send(Staged::Stop { resume_at: batch_index }).await;
+                            let cause = Error::unavailable("the server is shutting down").into();
+                            let _ = staged_tx.send(Staged::Stop { resume_at: batch_index, cause }).await;
                             break;
                         }
                         next = inbound.message() => next,
@@ -191,13 +182,15 @@ impl SubmissionService for SubmissionApi {
                     let batch = match next {
                         Ok(Some(batch)) => batch,
                         Ok(None) => break,
-                        Err(status) => {
-                            debug!(%status, "ingest stream broke off");
+                        Err(cause) => {
+                            debug!(%cause, batch_index, "an ingest stream could not be read");
+                            let _ = staged_tx.send(Staged::Stop { resume_at: batch_index, cause }).await;
                             break;
                         }
                     };
-                    let prepared = api.prepare_batch(&grant, &batch.request_id, batch.records).await;
-                    let item = Staged::Batch { batch_index, request_id: batch.request_id, prepared };
+                    let request_id = batch.request_id.clone();
+                    let prepared = api.prepare_batch(&grant, batch).await;
+                    let item = Staged::Batch { batch_index, request_id, prepared };
                     if staged_tx.send(item).await.is_err() {
                         // The writer ended the stream.
                         break;
@@ -212,12 +205,8 @@ impl SubmissionService for SubmissionApi {
             async move {
                 while let Some(item) = staged.recv().await {
                     let (batch_index, request_id, prepared) = match item {
-                        Staged::Stop { resume_at } => {
-                            let message = format!(
-                                "the server is shutting down; batches before index {resume_at} are durable, \
-                                 resend from there"
-                            );
-                            let _ = acks.send(Err(Error::unavailable(message).into())).await;
+                        Staged::Stop { resume_at, cause } => {
+                            let _ = acks.send(Err(stream_ended(&cause, resume_at))).await;
                             break;
                         }
                         Staged::Batch { batch_index, request_id, prepared } => {
@@ -237,7 +226,7 @@ impl SubmissionService for SubmissionApi {
                         // it; the acknowledgements so far say what is durable.
                         Err(e) if matches!(e.code, Code::Internal | Code::Unavailable) => {
                             warn!(batch_index, "ending an ingest stream on a server error");
-                            let _ = acks.send(Err(e.into())).await;
+                            let _ = acks.send(Err(stream_ended(&e.into(), batch_index))).await;
                             break;
                         }
                         Err(e) => pb::ingest_records_response::Result::Rejected(to_rpc_status(e)),
@@ -251,16 +240,16 @@ impl SubmissionService for SubmissionApi {
             }
             .in_current_span(),
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Box::pin(ReceiverStream::new(rx))
     }
 
+    /// ListRecords.
     #[instrument(skip_all)]
-    async fn list_records(
+    pub async fn list_records(
         &self,
-        request: Request<pb::ListRecordsRequest>,
-    ) -> Result<Response<pb::ListRecordsResponse>, Status> {
-        let grant = authz::grant(&request)?;
-        let req = request.into_inner();
+        grant: &Grant,
+        req: pb::ListRecordsRequest,
+    ) -> Result<pb::ListRecordsResponse> {
         let mut f = Fields::new();
         let optional_id = |f: &mut Fields, path: &str, s: &str| {
             if s.is_empty() { Some(None) } else { f.id(path, s).map(Some) }
@@ -289,7 +278,7 @@ impl SubmissionService for SubmissionApi {
         let (Some(partnership), Some(agency), Some(kind), Some(start), Some(end), true) =
             (partnership, agency, kind, start, end, f.is_clean())
         else {
-            return Err(f.into_error(reason::INVALID_REQUEST).into());
+            return Err(f.into_error(reason::INVALID_REQUEST));
         };
         let filter = RecordFilter {
             partnership,
@@ -305,7 +294,7 @@ impl SubmissionService for SubmissionApi {
         let page = Page::parse(req.page_size, &req.page_token, REGISTRY_PAGES, fingerprint)?;
         let mut records = self.store.list_records(&filter, page.fetch()).await?;
         let next_page_token = page.finish(&mut records, |r| r.key.to_string());
-        Ok(Response::new(pb::ListRecordsResponse {
+        Ok(pb::ListRecordsResponse {
             records: records
                 .into_iter()
                 .map(|r| pb::StoredRecord {
@@ -316,16 +305,16 @@ impl SubmissionService for SubmissionApi {
                 })
                 .collect(),
             next_page_token,
-        }))
+        })
     }
 
+    /// ListRecordRevisions.
     #[instrument(skip_all)]
-    async fn list_record_revisions(
+    pub async fn list_record_revisions(
         &self,
-        request: Request<pb::ListRecordRevisionsRequest>,
-    ) -> Result<Response<pb::ListRecordRevisionsResponse>, Status> {
-        let grant = authz::grant(&request)?;
-        let req = request.into_inner();
+        grant: &Grant,
+        req: pb::ListRecordRevisionsRequest,
+    ) -> Result<pb::ListRecordRevisionsResponse> {
         let key = RecordKey::parse(&req.key).map_err(|why| {
             Error::invalid(reason::INVALID_REQUEST, vec![FieldViolation::invalid("key", why)])
         })?;
@@ -334,17 +323,16 @@ impl SubmissionService for SubmissionApi {
         if let Some(own) = grant.access.agency()
             && self.store.record_reporting_agency(&key).await?.as_ref() != Some(own)
         {
-            return Err(grant.access.denied(format_args!("record {key}")).into());
+            return Err(grant.access.denied(format_args!("record {key}")));
         }
         let page = Page::parse(req.page_size, &req.page_token, REGISTRY_PAGES, format!("revisions:{key}"))?;
         let mut revisions = self.store.list_record_revisions(&key, page.fetch()).await?;
         if revisions.is_empty() && page.after.is_none() {
             return Err(Error::not_found(reason::UNKNOWN_RECORD, format!("no record has the key {key}"))
-                .with_metadata("key", key.to_string())
-                .into());
+                .with_metadata("key", key.to_string()));
         }
         let next_page_token = page.finish(&mut revisions, |r| r.revision.to_string());
-        Ok(Response::new(pb::ListRecordRevisionsResponse {
+        Ok(pb::ListRecordRevisionsResponse {
             revisions: revisions
                 .into_iter()
                 .map(|r| pb::RecordRevision {
@@ -366,6 +354,97 @@ impl SubmissionService for SubmissionApi {
                 })
                 .collect(),
             next_page_token,
-        }))
+        })
+    }
+}
+
+/// The `partnership.v1.SubmissionService` routes. Hand-written instead of the
+/// generated server so that batches are decoded within bounds ([`BatchCodec`]):
+/// the generated server would decode every record of a message before any limit
+/// could be checked.
+#[derive(Debug, Clone)]
+pub struct SubmissionRoutes {
+    api: Arc<SubmissionApi>,
+}
+
+impl SubmissionRoutes {
+    pub fn new(api: SubmissionApi) -> Self {
+        SubmissionRoutes { api: Arc::new(api) }
+    }
+}
+
+impl NamedService for SubmissionRoutes {
+    const NAME: &'static str = "partnership.v1.SubmissionService";
+}
+
+/// Runs a handler with the call's grant; the grant's absence refuses the call.
+async fn with_grant<T, R>(
+    request: tonic::Request<T>,
+    handler: impl AsyncFnOnce(Grant, T) -> Result<R>,
+) -> std::result::Result<tonic::Response<R>, Status> {
+    let grant = authz::grant(&request)?;
+    handler(grant, request.into_inner()).await.map(tonic::Response::new).map_err(Status::from)
+}
+
+impl<B> tower::Service<http::Request<B>> for SubmissionRoutes
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, std::result::Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let api = self.api.clone();
+        let limit = MAX_MESSAGE_BYTES;
+        match req.uri().path() {
+            "/partnership.v1.SubmissionService/SubmitRecords" => Box::pin(async move {
+                let method = tower::service_fn(move |r: tonic::Request<IncomingBatch>| {
+                    let api = api.clone();
+                    async move { with_grant(r, async |g, batch| api.submit_records(&g, batch).await).await }
+                });
+                let mut grpc = Grpc::new(BatchCodec::<pb::SubmitRecordsResponse>::default())
+                    .max_decoding_message_size(limit);
+                Ok(grpc.unary(method, req).await)
+            }),
+            "/partnership.v1.SubmissionService/IngestRecords" => Box::pin(async move {
+                let method = tower::service_fn(move |r: tonic::Request<Streaming<IncomingBatch>>| {
+                    let api = api.clone();
+                    async move {
+                        let grant = authz::grant(&r)?;
+                        Ok::<_, Status>(tonic::Response::new(api.ingest_records(grant, r.into_inner())))
+                    }
+                });
+                let mut grpc = Grpc::new(BatchCodec::<pb::IngestRecordsResponse>::default())
+                    .max_decoding_message_size(limit);
+                Ok(grpc.streaming(method, req).await)
+            }),
+            "/partnership.v1.SubmissionService/ListRecords" => Box::pin(async move {
+                let method = tower::service_fn(move |r: tonic::Request<pb::ListRecordsRequest>| {
+                    let api = api.clone();
+                    async move { with_grant(r, async |g, req| api.list_records(&g, req).await).await }
+                });
+                Ok(Grpc::new(ProstCodec::default()).unary(method, req).await)
+            }),
+            "/partnership.v1.SubmissionService/ListRecordRevisions" => Box::pin(async move {
+                let method = tower::service_fn(move |r: tonic::Request<pb::ListRecordRevisionsRequest>| {
+                    let api = api.clone();
+                    async move { with_grant(r, async |g, req| api.list_record_revisions(&g, req).await).await }
+                });
+                Ok(Grpc::new(ProstCodec::default()).unary(method, req).await)
+            }),
+            other => {
+                let status = Error::unimplemented(format!("{other} is not a method of {}", Self::NAME));
+                Box::pin(async move { Ok(Status::from(status).into_http()) })
+            }
+        }
     }
 }

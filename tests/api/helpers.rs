@@ -398,3 +398,90 @@ pub fn assert_error(status: &Status, code: Code, reason: &str, fields: &[&str]) 
         .unwrap_or_default();
     assert_eq!(got, fields, "BadRequest fields of {status:?}");
 }
+
+/// A client codec that sends and receives message bytes as they are: for requests no
+/// well-behaved encoder would make.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RawCodec;
+
+#[derive(Debug, Default)]
+pub struct RawCoder;
+
+impl tonic::codec::Encoder for RawCoder {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: bytes::Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        use bytes::BufMut;
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCoder {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<bytes::Bytes>, Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = bytes::Bytes;
+    type Decode = bytes::Bytes;
+    type Encoder = RawCoder;
+    type Decoder = RawCoder;
+
+    fn encoder(&mut self) -> RawCoder {
+        RawCoder
+    }
+
+    fn decoder(&mut self) -> RawCoder {
+        RawCoder
+    }
+}
+
+/// A unary call with `body` as the request message's bytes.
+pub async fn raw_unary(
+    channel: ApiChannel,
+    path: &'static str,
+    body: bytes::Bytes,
+) -> Result<bytes::Bytes, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(64 << 20);
+    grpc.ready().await.map_err(|e| Status::unknown(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static(path);
+    Ok(grpc.unary(tonic::Request::new(body), path, RawCodec).await?.into_inner())
+}
+
+/// A client stream of raw messages; returns the answers as they arrive, then the
+/// status that ended the stream.
+pub async fn raw_stream(
+    channel: ApiChannel,
+    path: &'static str,
+    bodies: Vec<bytes::Bytes>,
+) -> (Vec<bytes::Bytes>, Status) {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(64 << 20);
+    if let Err(e) = grpc.ready().await {
+        return (Vec::new(), Status::unknown(e.to_string()));
+    }
+    let path = http::uri::PathAndQuery::from_static(path);
+    let mut stream =
+        match grpc.streaming(tonic::Request::new(tokio_stream::iter(bodies)), path, RawCodec).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => return (Vec::new(), status),
+        };
+    let mut answers = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(m)) => answers.push(m),
+            Ok(None) => return (answers, Status::ok("")),
+            Err(status) => return (answers, status),
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod fixtures;
 mod auth;
 mod e2e;
 mod health;
+mod limits;
 mod reflection;
 mod registry;
 mod replicas;

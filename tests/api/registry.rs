@@ -540,3 +540,42 @@ async fn memberships_can_end_reopen_and_change_role() {
     assert_ne!(before, mid);
 }
 }
+
+backend_test! {
+async fn control_characters_in_text_are_refused_on_every_backend() {
+    let app = spawn_app().await;
+    let mut client = app.registry();
+    let before = app.snapshot().await;
+    for name in ["NHS\0Trust", "Escape \u{1b}[31m", "Two\nlines", "Bell\u{7}", "C1 \u{85} next line"] {
+        let err = client.create_agency(agency_request("nhs-z", name, pb::Sector::NhsBody as i32, "")).await.unwrap_err();
+        assert_error(&err, Code::InvalidArgument, "INVALID_REQUEST", &["agency.display_name"]);
+    }
+    let err = client
+        .create_partnership(pb::CreatePartnershipRequest {
+            partnership_id: "pz".into(),
+            partnership: Some(pb::Partnership {
+                display_name: "P".into(),
+                purpose: "nul\0inside".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_REQUEST", &["partnership.purpose"]);
+    assert_eq!(app.snapshot().await, before, "nothing stored");
+    // A purpose is a paragraph: tabs and line breaks are text.
+    client
+        .create_partnership(pb::CreatePartnershipRequest {
+            partnership_id: "pz".into(),
+            partnership: Some(pb::Partnership {
+                display_name: "P".into(),
+                purpose: "Line one\n\tLine two\r\n".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+}
+}

@@ -289,6 +289,12 @@ fn cases() -> Vec<Case> {
             INVALID,
             "service_contract.service_name",
         ),
+        one(
+            "NUL in a service name",
+            sc(|r| r.service_name = "Home\0care".into()),
+            INVALID,
+            "service_contract.service_name",
+        ),
         one("unspecified delivery", sc(|r| r.delivery = 0), INVALID, "service_contract.delivery"),
         one("unknown delivery number", sc(|r| r.delivery = 9), INVALID, "service_contract.delivery"),
         one(
@@ -367,6 +373,12 @@ fn cases() -> Vec<Case> {
         one("version 0", pa(|r| r.version = 0), INVALID, "principles_adoption.version"),
         one("negative version", pe(|r| r.version = -1), INVALID, "principles_endorsement.version"),
         one("empty title", pa(|r| r.title = String::new()), INVALID, "principles_adoption.title"),
+        one(
+            "escape code in a title",
+            pa(|r| r.title = "\u{1b}[2J".into()),
+            INVALID,
+            "principles_adoption.title",
+        ),
         one(
             "adopted by a non-lead",
             pa(|r| r.reporting_agency = "la-b".into()),
