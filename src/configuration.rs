@@ -230,6 +230,86 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub security: SecurityArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What the server admits at once. The defaults suit a 2-core machine: see
+/// BENCHMARKS.md (overload) for how they were sized.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Calls in progress at once (health checks aside); beyond it calls are answered
+    /// at once with RESOURCE_EXHAUSTED and a RetryInfo.
+    #[arg(long, env = "PM_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// Concurrent streams a client may open on one connection (HTTP/2
+    /// SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, env = "PM_MAX_STREAMS_PER_CONNECTION", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_connection: u32,
+
+    /// Open connections at once; one more is closed as soon as it is accepted.
+    #[arg(long, env = "PM_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// MiB of request messages being received at once, all calls together.
+    #[arg(long, env = "PM_REQUEST_MEMORY_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub request_memory_mib: u32,
+
+    /// Seconds a connection with no call in progress stays open.
+    #[arg(long, env = "PM_IDLE_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds a new connection has to start talking (first bytes; the TLS
+    /// handshake too).
+    #[arg(long, env = "PM_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub handshake_timeout_secs: u64,
+
+    /// Seconds between HTTP/2 keepalive pings on a connection; a ping unanswered for
+    /// 20 s closes it.
+    #[arg(long, env = "PM_KEEPALIVE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keepalive_secs: u64,
+}
+
+/// See [`LimitArgs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_in_flight: usize,
+    pub max_streams_per_connection: u32,
+    pub max_connections: usize,
+    pub request_memory_bytes: usize,
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub keepalive: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_in_flight: 256,
+            max_streams_per_connection: 100,
+            max_connections: 1024,
+            request_memory_bytes: 256 << 20,
+            idle_timeout: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(60),
+        }
+    }
+}
+
+impl From<LimitArgs> for Limits {
+    fn from(a: LimitArgs) -> Limits {
+        Limits {
+            max_in_flight: a.max_in_flight as usize,
+            max_streams_per_connection: a.max_streams_per_connection,
+            max_connections: a.max_connections as usize,
+            request_memory_bytes: (a.request_memory_mib as usize) << 20,
+            idle_timeout: Duration::from_secs(a.idle_timeout_secs),
+            handshake_timeout: Duration::from_secs(a.handshake_timeout_secs),
+            keepalive: Duration::from_secs(a.keepalive_secs),
+        }
+    }
 }
 
 /// Transport security and authentication. Without any authentication configured the
@@ -388,6 +468,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub report_cache_mib: usize,
     pub security: Security,
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -399,6 +480,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(10),
             report_cache_mib: 64,
             security: Security::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -411,6 +493,7 @@ impl From<ServeArgs> for Settings {
             shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
             report_cache_mib: a.report_cache_mib,
             security: a.security.into(),
+            limits: a.limits.into(),
         }
     }
 }

@@ -15,6 +15,10 @@ pub enum Code {
     Unauthenticated,
     /// Authenticated, but not allowed to do this.
     PermissionDenied,
+    /// Too much at once: a limit of the server or of the request.
+    ResourceExhausted,
+    /// The caller's deadline passed.
+    DeadlineExceeded,
     Unavailable,
     Unimplemented,
     Internal,
@@ -86,8 +90,17 @@ pub mod reason {
     pub const CERTIFICATE_UNRECOGNISED: &str = "CERTIFICATE_UNRECOGNISED";
     pub const NOT_IMPLEMENTED: &str = "NOT_IMPLEMENTED";
     pub const INTERNAL: &str = "INTERNAL";
-    /// An IngestRecords stream that could not be read to its end.
-    pub const STREAM_BROKEN: &str = "STREAM_BROKEN";
+    /// Shed: too many calls in progress.
+    pub const OVERLOADED: &str = "OVERLOADED";
+    /// A request message over its method's size limit.
+    pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+    /// The server holds as many request bytes as its budget allows.
+    pub const MEMORY_BUDGET: &str = "MEMORY_BUDGET";
+    pub const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
+    /// A request message that could not be decoded.
+    pub const MALFORMED_REQUEST: &str = "MALFORMED_REQUEST";
+    /// The caller went away, or cancelled.
+    pub const CANCELLED: &str = "CANCELLED";
 }
 
 /// A failed request.
@@ -104,6 +117,9 @@ pub struct Error {
     pub metadata: Vec<(&'static str, String)>,
     /// The cause of an internal error: logged, never sent to the caller.
     pub source: Option<anyhow::Error>,
+    /// Milliseconds the caller should wait before retrying (`google.rpc.RetryInfo`);
+    /// kept small so that results carrying an `Error` stay small.
+    retry_after_ms: Option<u32>,
 }
 
 impl Error {
@@ -116,6 +132,7 @@ impl Error {
             omitted_violations: 0,
             metadata: Vec::new(),
             source: None,
+            retry_after_ms: None,
         }
     }
 
@@ -156,6 +173,29 @@ impl Error {
     pub fn permission_denied(permission: &str, message: impl Into<String>) -> Self {
         Error::plain(Code::PermissionDenied, reason::PERMISSION_DENIED, message)
             .with_metadata("permission", permission)
+    }
+
+    /// RESOURCE_EXHAUSTED: a limit was reached; `retry_after` when waiting helps.
+    pub fn resource_exhausted(
+        reason: &'static str,
+        message: impl Into<String>,
+        retry_after: Option<std::time::Duration>,
+    ) -> Self {
+        let retry_after_ms = retry_after.map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+        Error { retry_after_ms, ..Error::plain(Code::ResourceExhausted, reason, message) }
+    }
+
+    /// How long the caller should wait before retrying, when that helps.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms)))
+    }
+
+    pub fn deadline_exceeded() -> Self {
+        Error::plain(
+            Code::DeadlineExceeded,
+            reason::DEADLINE_EXCEEDED,
+            "the caller's deadline (grpc-timeout) passed",
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {

@@ -5,15 +5,17 @@ use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
     auth::{Authenticator, jwt::JwtVerifier},
-    configuration::{Settings, TlsFiles, redact_url},
+    configuration::{Limits, Settings, TlsFiles, redact_url},
     domain::{Timestamp, idempotency::REQUEST_ID_RETENTION},
     grpc::{
+        connections::{ConnectionLimits, ManagedIncoming},
+        edge::{EdgeLayer, EdgeLimits},
         layers::{IdentityLayer, RpcTraceLayer},
         registry::RegistryApi,
         reports::{ReportApi, ReportRoutes},
@@ -23,9 +25,19 @@ use crate::{
     storage::{self, Store},
 };
 
-/// Largest request message accepted: a batch of 10,000 records with long team
-/// compositions stays well below it.
+/// Largest SubmitRecords or IngestRecords message accepted: above the largest valid
+/// batch (10,000 records with every text field at its longest, about 45 MiB; a
+/// test checks it), and a bound on what one message makes the server hold.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest message of every other method (the largest valid one is a few KiB).
+pub const MAX_OTHER_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// How long a shed caller is told to wait (RetryInfo).
+const RETRY_AFTER: Duration = std::time::Duration::from_millis(100);
+
+/// How long an HTTP/2 keepalive ping may go unanswered before the connection closes.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The fully qualified names of the services reported through the health service.
 pub const SERVICE_NAMES: [&str; 3] =
@@ -43,6 +55,7 @@ pub struct Application {
     auth: Arc<Authenticator>,
     jwt: Option<Arc<JwtVerifier>>,
     reflection_public: bool,
+    limits: Limits,
 }
 
 /// Reads a PEM file named by a setting.
@@ -55,7 +68,7 @@ fn read_pem(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 fn tls_config(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
     let identity =
         Identity::from_pem(read_pem(&files.cert, "TLS certificate")?, read_pem(&files.key, "TLS key")?);
-    let mut config = ServerTlsConfig::new().identity(identity).timeout(TLS_HANDSHAKE_TIMEOUT);
+    let mut config = ServerTlsConfig::new().identity(identity);
     if let Some(ca) = &files.client_ca {
         config = config
             .client_ca_root(Certificate::from_pem(read_pem(ca, "client CA bundle")?))
@@ -63,9 +76,6 @@ fn tls_config(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
     }
     Ok(config)
 }
-
-/// How long a client may take over its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Application {
     /// Checks the security settings, opens and migrates the database, then binds the
@@ -104,6 +114,7 @@ impl Application {
             auth,
             jwt,
             reflection_public: settings.security.reflection_public(),
+            limits: settings.limits,
         })
     }
 
@@ -128,6 +139,7 @@ impl Application {
             auth,
             jwt,
             reflection_public,
+            limits,
         } = self;
         // Keys rotate without a restart: the JWKS file is watched while serving.
         let jwks_watch = jwt.as_ref().map(JwtVerifier::watch);
@@ -159,12 +171,25 @@ impl Application {
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let tls_on = tls.is_some();
-        let mut builder = Server::builder();
+        let mut builder = Server::builder()
+            .max_concurrent_streams(Some(limits.max_streams_per_connection))
+            .http2_keepalive_interval(Some(limits.keepalive))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
         if let Some(tls) = tls {
-            builder = builder.tls_config(tls).context("configuring TLS")?;
+            builder = builder.tls_config(tls.timeout(limits.handshake_timeout)).context("configuring TLS")?;
         }
+        let edge = EdgeLimits {
+            max_in_flight: limits.max_in_flight,
+            max_batch_message_bytes: MAX_MESSAGE_BYTES,
+            max_message_bytes: MAX_OTHER_MESSAGE_BYTES,
+            request_memory_bytes: limits.request_memory_bytes,
+            retry_after: RETRY_AFTER,
+        };
+        // Outermost first: every answer is traced; load is shed before any
+        // authentication work; a call is authenticated before it is read.
         let router = builder
             .layer(RpcTraceLayer)
+            .layer(EdgeLayer::new(edge))
             .layer(IdentityLayer::new(auth, reflection_public))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -172,7 +197,14 @@ impl Application {
             .add_service(registry)
             .add_service(submission)
             .add_service(reports);
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = ManagedIncoming::new(
+            listener,
+            ConnectionLimits {
+                max_connections: limits.max_connections,
+                handshake_timeout: limits.handshake_timeout,
+                idle_timeout: limits.idle_timeout,
+            },
+        );
         let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;
         }));

@@ -9,7 +9,7 @@ use tonic::{Code as GrpcCode, Status};
 use tonic_types::{ErrorDetails, FieldViolation as PbFieldViolation, StatusExt};
 use tracing::error;
 
-use crate::error::{Code, Error, ViolationKind};
+use crate::error::{Code, Error, ViolationKind, reason};
 
 pub const ERROR_DOMAIN: &str = "partnership-metrics";
 
@@ -21,6 +21,8 @@ fn grpc_code(code: Code) -> GrpcCode {
         Code::FailedPrecondition => GrpcCode::FailedPrecondition,
         Code::Unauthenticated => GrpcCode::Unauthenticated,
         Code::PermissionDenied => GrpcCode::PermissionDenied,
+        Code::ResourceExhausted => GrpcCode::ResourceExhausted,
+        Code::DeadlineExceeded => GrpcCode::DeadlineExceeded,
         Code::Unavailable => GrpcCode::Unavailable,
         Code::Unimplemented => GrpcCode::Unimplemented,
         Code::Internal => GrpcCode::Internal,
@@ -36,8 +38,34 @@ fn violation_reason(kind: ViolationKind) -> &'static str {
     }
 }
 
+/// Most bytes a status may take in the response headers (`grpc-message` and the
+/// base64 `grpc-status-details-bin`): under gRPC's common 8 KiB metadata limit, so
+/// any client, a default grpcio one included, can read the error.
+pub const MAX_STATUS_HEADER_BYTES: usize = 7 * 1024;
+
+/// Longest violation description kept when a status must shrink to fit.
+const SHORT_DESCRIPTION_CHARS: usize = 120;
+
+/// Longest `grpc-message` sent.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
+}
+
+/// The header bytes a status takes: its message percent-encoded (at worst three
+/// bytes a byte) and its details in base64.
+fn header_bytes(status: &Status) -> usize {
+    status.message().len() * 3 + status.details().len().div_ceil(3) * 4
+}
+
 /// Converts an error into a status. Internal errors are logged here, with their cause,
-/// and leave the service without it.
+/// and leave the service without it. A status too big for the response headers keeps
+/// its code, reason and first violations: descriptions are shortened, then
+/// violations from the end are left out and counted in `omitted_violations`.
 pub fn to_status(e: Error) -> Status {
     if e.code == Code::Internal {
         match &e.source {
@@ -45,26 +73,56 @@ pub fn to_status(e: Error) -> Status {
             None => error!(message = %e.message, "internal error"),
         }
     }
-    let mut metadata: HashMap<String, String> =
-        e.metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    if !e.violations.is_empty() {
-        metadata.insert("omitted_violations".into(), e.omitted_violations.to_string());
+    let message = truncate(&e.message, MAX_MESSAGE_BYTES / 4);
+    let mut violations: Vec<PbFieldViolation> = e
+        .violations
+        .iter()
+        .map(|v| PbFieldViolation {
+            field: v.field.clone(),
+            description: v.description.clone(),
+            reason: violation_reason(v.kind).to_string(),
+            ..Default::default()
+        })
+        .collect();
+    let mut omitted = e.omitted_violations;
+    let build = |violations: &[PbFieldViolation], omitted: usize| {
+        let mut metadata: HashMap<String, String> =
+            e.metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        if !e.violations.is_empty() {
+            metadata.insert("omitted_violations".into(), omitted.to_string());
+        }
+        let mut details = ErrorDetails::with_error_info(e.reason, ERROR_DOMAIN, metadata);
+        if !violations.is_empty() {
+            details.set_bad_request(violations.to_vec());
+        }
+        if let Some(delay) = e.retry_after() {
+            details.set_retry_info(Some(delay));
+        }
+        Status::with_error_details(grpc_code(e.code), message.clone(), details)
+    };
+    // Shrinking, least loss first: long descriptions shortened; then descriptions and
+    // per-violation reasons dropped from the last violation backwards (every field
+    // path stays listed); only then violations left out from the end, and counted.
+    let mut status = build(&violations, omitted);
+    if header_bytes(&status) > MAX_STATUS_HEADER_BYTES {
+        for v in &mut violations {
+            v.description = truncate(&v.description, SHORT_DESCRIPTION_CHARS);
+        }
+        status = build(&violations, omitted);
     }
-    let mut details = ErrorDetails::with_error_info(e.reason, ERROR_DOMAIN, metadata);
-    if !e.violations.is_empty() {
-        let violations: Vec<PbFieldViolation> = e
-            .violations
-            .iter()
-            .map(|v| PbFieldViolation {
-                field: v.field.clone(),
-                description: v.description.clone(),
-                reason: violation_reason(v.kind).to_string(),
-                ..Default::default()
-            })
-            .collect();
-        details.set_bad_request(violations);
+    let mut bare = violations.len();
+    while header_bytes(&status) > MAX_STATUS_HEADER_BYTES && bare > 0 {
+        bare -= 1;
+        violations[bare].description.clear();
+        violations[bare].reason.clear();
+        status = build(&violations, omitted);
     }
-    Status::with_error_details(grpc_code(e.code), e.message, details)
+    while header_bytes(&status) > MAX_STATUS_HEADER_BYTES && !violations.is_empty() {
+        violations.pop();
+        omitted += 1;
+        status = build(&violations, omitted);
+    }
+    status
 }
 
 /// The same error as a `google.rpc.Status` message, for errors carried inside a
@@ -80,15 +138,39 @@ pub fn to_rpc_status(e: Error) -> tonic_types::pb::Status {
     })
 }
 
+/// For a status gRPC itself made (tonic's, without our `ErrorInfo`): the code the gRPC
+/// status table gives it, the `ErrorInfo` reason it gets, and whether it is a fault of
+/// the server rather than of the caller.
+pub fn library_status(code: GrpcCode, message: &str) -> (GrpcCode, &'static str, bool) {
+    match code {
+        // A unary call without its one request message: the table's request
+        // cardinality violation.
+        GrpcCode::Internal if message == "Missing request message." => {
+            (GrpcCode::Unimplemented, reason::MALFORMED_REQUEST, false)
+        }
+        // tonic's size limit; the table says RESOURCE_EXHAUSTED.
+        GrpcCode::OutOfRange => (GrpcCode::ResourceExhausted, reason::MESSAGE_TOO_LARGE, false),
+        // A request that could not be decoded: the table's INTERNAL, the caller's doing.
+        GrpcCode::Internal => (GrpcCode::Internal, reason::MALFORMED_REQUEST, false),
+        GrpcCode::Cancelled => (GrpcCode::Cancelled, reason::CANCELLED, false),
+        GrpcCode::Unimplemented => (GrpcCode::Unimplemented, reason::NOT_IMPLEMENTED, false),
+        GrpcCode::DeadlineExceeded => (GrpcCode::DeadlineExceeded, reason::DEADLINE_EXCEEDED, false),
+        other => (other, reason::INTERNAL, true),
+    }
+}
+
 /// The status that ends an IngestRecords stream early: the cause's code and
 /// details, with the first batch the server did not take named in the message and in
 /// the `ErrorInfo` metadata `first_batch_not_taken`, so the client knows where to
 /// resume (every batch before it was answered).
 pub fn stream_ended(cause: &Status, first_not_taken: i64) -> Status {
     let details = cause.get_error_details();
-    let (reason, mut metadata) = match details.error_info() {
-        Some(info) => (info.reason.clone(), info.metadata.clone()),
-        None => (crate::error::reason::STREAM_BROKEN.to_string(), HashMap::new()),
+    let (code, reason, mut metadata) = match details.error_info() {
+        Some(info) => (cause.code(), info.reason.clone(), info.metadata.clone()),
+        None => {
+            let (code, reason, _) = library_status(cause.code(), cause.message());
+            (code, reason.to_string(), HashMap::new())
+        }
     };
     metadata.insert("first_batch_not_taken".into(), first_not_taken.to_string());
     let message = format!(
@@ -99,7 +181,7 @@ pub fn stream_ended(cause: &Status, first_not_taken: i64) -> Status {
     if let Some(retry) = details.retry_info() {
         out.set_retry_info(retry.retry_delay);
     }
-    Status::with_error_details(cause.code(), message, out)
+    Status::with_error_details(code, message, out)
 }
 
 impl From<Error> for Status {
@@ -135,6 +217,65 @@ mod tests {
         assert_eq!(status.code(), GrpcCode::Internal);
         assert!(!status.message().contains("secret"));
         assert_eq!(status.get_error_details().error_info().unwrap().reason, "INTERNAL");
+    }
+
+    fn long_violations(n: usize) -> Vec<(usize, FieldViolation)> {
+        (0..n)
+            .map(|i| {
+                (
+                    i,
+                    FieldViolation::invalid(
+                        format!("records[{i}].team_composition.entries[0].employer"),
+                        "x".repeat(200),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_status_with_many_long_violations_fits_the_headers() {
+        // Thirty: every path listed, the first with its (shortened) description.
+        let status = to_status(Error::rejected(reason::INVALID_RECORDS, long_violations(30), 100));
+        assert!(header_bytes(&status) <= MAX_STATUS_HEADER_BYTES, "{}", header_bytes(&status));
+        let details = status.get_error_details();
+        let listed = &details.bad_request().unwrap().field_violations;
+        assert_eq!(listed.len(), 30);
+        assert_eq!(
+            listed[0].description.chars().count(),
+            SHORT_DESCRIPTION_CHARS + 1,
+            "shortened, with an ellipsis"
+        );
+        assert_eq!(details.error_info().unwrap().metadata["omitted_violations"], "0");
+        // A hundred: paths before descriptions, then the last counted, not listed.
+        let status = to_status(Error::rejected(reason::INVALID_RECORDS, long_violations(100), 100));
+        assert!(header_bytes(&status) <= MAX_STATUS_HEADER_BYTES, "{}", header_bytes(&status));
+        let details = status.get_error_details();
+        let listed = &details.bad_request().unwrap().field_violations;
+        assert!(listed.len() >= 80, "{} of 100 paths listed", listed.len());
+        assert_eq!(listed[0].field, "records[0].team_composition.entries[0].employer");
+        let omitted: usize = details.error_info().unwrap().metadata["omitted_violations"].parse().unwrap();
+        assert_eq!(listed.len() + omitted, 100, "every violation is listed or counted");
+        // A small status is left as it is.
+        let small = to_status(Error::invalid_field(reason::INVALID_REQUEST, "a", "is bad"));
+        assert_eq!(
+            small.get_error_details().bad_request().unwrap().field_violations[0].description,
+            "is bad"
+        );
+    }
+
+    #[test]
+    fn when_paths_alone_overflow_the_last_are_counted_not_listed() {
+        let violations: Vec<(usize, FieldViolation)> = (0..100)
+            .map(|i| (i, FieldViolation::invalid(format!("records[{i}].{}", "p".repeat(120)), "bad")))
+            .collect();
+        let status = to_status(Error::rejected(reason::INVALID_RECORDS, violations, 100));
+        assert!(header_bytes(&status) <= MAX_STATUS_HEADER_BYTES);
+        let details = status.get_error_details();
+        let kept = details.bad_request().unwrap().field_violations.len();
+        let omitted: usize = details.error_info().unwrap().metadata["omitted_violations"].parse().unwrap();
+        assert!(kept < 100 && kept > 10, "{kept}");
+        assert_eq!(kept + omitted, 100);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures::future::Either;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::server::TlsConnectInfo;
 
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame};
@@ -18,8 +18,19 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::{Span, debug, field::Empty, info, warn};
 
-use super::authz::{self, Route};
-use crate::{auth::Authenticator, domain::access::Access, error::Error};
+use super::{
+    authz::{self, Route},
+    connections::ConnectionInfo,
+};
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::errors::{ERROR_DOMAIN, library_status};
+use crate::{
+    auth::Authenticator,
+    domain::access::Access,
+    error::{Error, reason},
+};
 
 /// Authenticates and authorises every call, in one place, before the request is
 /// read: health is open; reflection needs an authenticated caller unless it is
@@ -65,7 +76,7 @@ impl<S> Identity<S> {
             _ => {}
         }
         let peer_certs =
-            req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs);
+            req.extensions().get::<TlsConnectInfo<ConnectionInfo>>().and_then(TlsConnectInfo::peer_certs);
         let principal = self.auth.authenticate(req.headers(), peer_certs.as_deref().map(Vec::as_slice))?;
         match route {
             Route::Rpc { method, permission } => {
@@ -162,26 +173,66 @@ struct Call {
     start: Instant,
 }
 
+/// What a finished call's status says about whose fault a failure was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    /// The caller's business: bad input, no permission, limits, its own deadline.
+    ClientFault,
+    /// Ours to look at.
+    ServerFault,
+}
+
 impl Call {
-    fn finish(self, code: Option<i32>) {
+    fn finish(self, code: i32, outcome: Outcome) {
         let latency_ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        // A stream that ends without a grpc-status was cut off: report it as UNKNOWN (2).
-        let code = code.unwrap_or(2);
         self.span.record("rpc.grpc.status_code", code);
         self.span.record("latency_ms", latency_ms);
         let code_name = format!("{:?}", tonic::Code::from(code));
-        // INTERNAL, UNKNOWN, DATA_LOSS and UNAVAILABLE are ours to look at; the rest are
-        // the caller's business.
-        if matches!(code, 2 | 13 | 14 | 15) {
-            warn!(parent: &self.span, code, %code_name, latency_ms, "rpc failed");
-        } else {
-            info!(parent: &self.span, code, %code_name, latency_ms, "rpc finished");
+        match outcome {
+            Outcome::ServerFault => warn!(parent: &self.span, code, %code_name, latency_ms, "rpc failed"),
+            Outcome::ClientFault | Outcome::Ok => {
+                info!(parent: &self.span, code, %code_name, latency_ms, "rpc finished")
+            }
         }
     }
 }
 
-fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+/// Gives a status the server's handlers did not make (tonic's own: an undecodable
+/// message, a deadline, an unknown compression) the `ErrorInfo` every non-OK status
+/// carries, and the code the gRPC status table gives; says whose fault it was.
+/// `None` when the headers carry no status.
+fn settle_status(headers: &mut HeaderMap) -> Option<(i32, Outcome)> {
+    let raw = headers.get("grpc-status")?;
+    if raw.as_bytes() == b"0" {
+        return Some((0, Outcome::Ok));
+    }
+    let status = tonic::Status::from_header_map(headers)?;
+    let details = status.get_error_details();
+    if let Some(info) = details.error_info() {
+        // One of ours: INTERNAL, UNKNOWN and DATA_LOSS mean a fault of the server.
+        let server = matches!(status.code(), Code::Internal | Code::Unknown | Code::DataLoss)
+            && info.reason != reason::MALFORMED_REQUEST;
+        return Some((
+            status.code() as i32,
+            if server { Outcome::ServerFault } else { Outcome::ClientFault },
+        ));
+    }
+    let (code, why, server_fault) = library_status(status.code(), status.message());
+    let outcome = if server_fault { Outcome::ServerFault } else { Outcome::ClientFault };
+    let fixed = tonic::Status::with_error_details(
+        code,
+        status.message(),
+        ErrorDetails::with_error_info(why, ERROR_DOMAIN, std::collections::HashMap::new()),
+    );
+    for h in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        headers.remove(h);
+    }
+    if fixed.add_header(headers).is_err() {
+        // The message did not fit a header; keep the code at least.
+        headers.insert("grpc-status", http::HeaderValue::from(code as i32));
+    }
+    Some((code as i32, outcome))
 }
 
 pin_project! {
@@ -206,13 +257,13 @@ where
             std::task::ready!(this.inner.poll(cx))
         };
         let mut call = this.call.take();
-        Poll::Ready(result.map(|response| {
+        Poll::Ready(result.map(|mut response| {
             // A trailers-only response (every error, in tonic) has its status in the
             // headers; otherwise it arrives in the trailers at the end of the body.
-            if let Some(code) = grpc_status(response.headers())
+            if let Some((code, outcome)) = settle_status(response.headers_mut())
                 && let Some(c) = call.take()
             {
-                c.finish(Some(code));
+                c.finish(code, outcome);
             }
             response.map(|inner| TracedBody { inner, call })
         }))
@@ -228,9 +279,9 @@ pin_project! {
 
     impl<B> PinnedDrop for TracedBody<B> {
         fn drop(this: Pin<&mut Self>) {
-            // The body was dropped before its end: the client went away (CANCELLED, 1).
+            // The body was dropped before its end: the client went away (CANCELLED).
             if let Some(call) = this.project().call.take() {
-                call.finish(Some(1));
+                call.finish(Code::Cancelled as i32, Outcome::ClientFault);
             }
         }
     }
@@ -245,21 +296,24 @@ impl<B: Body> Body for TracedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let polled = {
+        let mut polled = {
             let _entered = this.call.as_ref().map(|c| c.span.enter());
             this.inner.poll_frame(cx)
         };
-        match &polled {
+        match &mut polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref()
+                if let Some(trailers) = frame.trailers_mut()
                     && let Some(call) = this.call.take()
                 {
-                    call.finish(grpc_status(trailers));
+                    // No grpc-status at the end means the stream was cut off: UNKNOWN.
+                    let (code, outcome) =
+                        settle_status(trailers).unwrap_or((Code::Unknown as i32, Outcome::ServerFault));
+                    call.finish(code, outcome);
                 }
             }
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
                 if let Some(call) = this.call.take() {
-                    call.finish(None);
+                    call.finish(Code::Unknown as i32, Outcome::ServerFault);
                 }
             }
             Poll::Pending => {}

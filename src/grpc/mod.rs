@@ -4,6 +4,8 @@
 
 pub mod authz;
 pub mod batch_codec;
+pub mod connections;
+pub mod edge;
 pub mod errors;
 pub mod fields;
 pub mod layers;

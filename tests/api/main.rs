@@ -6,6 +6,7 @@ mod fixtures;
 
 mod auth;
 mod e2e;
+mod edge;
 mod health;
 mod limits;
 mod reflection;

@@ -215,6 +215,28 @@ def scenario_records(channel):
     expect([r.revision for r in history.revisions] == [1, 2, 3], f"revisions {history}")
     expect(history.revisions[1].previous_content == history.revisions[0].content, "previous content")
 
+    # 150 records each with long bad fields: the error must still reach a default
+    # grpcio client (8 KiB of metadata at most), listing what fits and counting the rest.
+    many = []
+    for i in range(150):
+        r = records_pb2.Record()
+        r.team_composition.partnership = "py-part"
+        r.team_composition.team_id = f"team-{i}"
+        r.team_composition.period = "2026Q5"
+        r.team_composition.reporting_agency = "py-nhs"
+        entry = r.team_composition.entries.add()
+        entry.employer = "Not An Id " + "x" * 200
+        many.append(r)
+    try:
+        stub.SubmitRecords(submission_pb2.SubmitRecordsRequest(records=many))
+        expect(False, "150 bad records are rejected")
+    except grpc.RpcError as err:
+        code, info, fields = error_details(err)
+        expect(code == grpc.StatusCode.INVALID_ARGUMENT and info.reason == "INVALID_RECORDS", f"{code} {info}")
+        omitted = int(info.metadata["omitted_violations"])
+        expect(len(fields) >= 10 and fields[0].startswith("records[0]"), f"the first violations are listed: {fields[:3]}")
+        expect(len(fields) + omitted > 300, f"every violation listed or counted: {len(fields)} + {omitted}")
+
 
 def worked_example_records(R, corrected):
     """Section 8 of the methodology, first submission or corrections."""
