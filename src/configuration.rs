@@ -498,16 +498,54 @@ impl From<ServeArgs> for Settings {
     }
 }
 
-/// The database URL with any password replaced, for logs.
+/// A database URL fit to print: whatever its shape, no password. The userinfo's
+/// password (up to the last `@` of the authority, as passwords may hold `@`), any
+/// `password=`-like query or keyword value, and for a string without a scheme
+/// everything before its last `@`, become `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
+    let redacted = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            // The authority ends at the first '/' after the last '@' (a password may
+            // hold '/' too, so the '@' is found first).
+            let (authority_end, _) = rest
+                .char_indices()
+                .skip(rest.rfind('@').map_or(0, |at| at + 1))
+                .find(|(_, c)| *c == '/' || *c == '?')
+                .unwrap_or((rest.len(), ' '));
+            let (authority, tail) = rest.split_at(authority_end);
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    format!("{user}:***@{host}")
+                }
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{tail}")
         }
-        None => url.to_string(),
+        None => match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_string(),
+        },
+    };
+    redact_secret_values(&redacted)
+}
+
+/// `password=...` (and its spellings) in a query string or keyword list, as `***`.
+fn redact_secret_values(s: &str) -> String {
+    const KEYS: [&str; 4] = ["password=", "passwd=", "pwd=", "sslpassword="];
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some((at, key)) =
+        KEYS.iter().filter_map(|k| rest.to_ascii_lowercase().find(k).map(|i| (i, *k))).min_by_key(|(i, _)| *i)
+    {
+        let value_start = at + key.len();
+        out.push_str(&rest[..value_start]);
+        out.push_str("***");
+        let value_len = rest[value_start..].find(['&', ' ', ';']).unwrap_or(rest.len() - value_start);
+        rest = &rest[value_start + value_len..];
     }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -518,6 +556,26 @@ mod tests {
     fn passwords_never_reach_the_logs() {
         assert_eq!(redact_url("postgres://pm:s3cret@db:5432/pm"), "postgres://pm:***@db:5432/pm");
         assert_eq!(redact_url("sqlite://data/pm.db"), "sqlite://data/pm.db");
+        assert_eq!(redact_url("postgres://pm:p@ss@db/pm"), "postgres://pm:***@db/pm");
+        assert_eq!(redact_url("postgres://pm:a/b@c@db/pm?x=1"), "postgres://pm:***@db/pm?x=1");
+        assert_eq!(redact_url("postgress://pm:S3cret@db/pm"), "postgress://pm:***@db/pm");
+        assert_eq!(
+            redact_url("postgres://db/pm?sslmode=require&password=S3cret&user=pm"),
+            "postgres://db/pm?sslmode=require&password=***&user=pm"
+        );
+        assert_eq!(redact_url("host=db PASSWORD=S3cret user=pm"), "host=db PASSWORD=*** user=pm");
+        assert_eq!(redact_url("pm:S3cret@db/pm"), "***@db/pm");
+        for url in [
+            "postgres://pm:S3cret@db/pm",
+            "postgresql://pm:S3cret@db:5432/pm?sslmode=disable",
+            "postgres://pm:S3c@ret@db/pm",
+            "postgres://pm:S3cret@",
+            "://pm:S3cret@db",
+            "postgres://db/pm?password=S3cret",
+            "mysql://pm:S3cret@db/pm",
+        ] {
+            assert!(!redact_url(url).contains("S3cret"), "{url} -> {}", redact_url(url));
+        }
     }
 
     #[test]

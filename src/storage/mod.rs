@@ -26,6 +26,7 @@ use crate::{
 mod audit;
 mod batch;
 pub mod codec;
+mod listing;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -198,10 +199,13 @@ impl Backend {
         }
         let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         if path.is_empty() {
-            anyhow::bail!("database URL {url:?} names no file");
+            anyhow::bail!("database URL {} names no file", crate::configuration::redact_url(url));
         }
         if path.contains("://") {
-            anyhow::bail!("unsupported database URL scheme in {url:?}: use sqlite:// or postgres://");
+            anyhow::bail!(
+                "unsupported database URL scheme in {}: use sqlite:// or postgres://",
+                crate::configuration::redact_url(url)
+            );
         }
         Ok(Backend::Sqlite(path.to_string()))
     }
@@ -319,6 +323,26 @@ pub(crate) fn conflict_or_internal(e: sqlx::Error, on_conflict: impl FnOnce() ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn no_shape_of_database_url_prints_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let in_dir = |s: &str| format!("{}/{s}", dir.path().display());
+        for url in [
+            "postgress://pm:S3cret@127.0.0.1:1/pm".to_string(),
+            "postgres://pm:S3cret@127.0.0.1:1/pm".to_string(),
+            "postgres://pm:S3c@ret@127.0.0.1:1/pm".to_string(),
+            "postgres://127.0.0.1:1/pm?password=S3cret".to_string(),
+            "postgres://pm:S3cret@127.0.0.1:notaport/pm".to_string(),
+            format!("sqlite://{}", in_dir("missing/dir/pm:S3cret@x.db")),
+            in_dir("nowhere/pm:S3cret@host/db"),
+            "mysql://pm:S3cret@db/pm".to_string(),
+        ] {
+            let e = open(&url).await.expect_err(&url);
+            let shown = format!("{e:#} {e:?}");
+            assert!(!shown.contains("S3cret"), "{url}: {shown}");
+        }
+    }
 
     #[test]
     fn database_urls_select_a_backend() {

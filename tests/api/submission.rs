@@ -987,3 +987,54 @@ async fn shutdown_ends_an_open_stream_after_its_batch_and_says_where_to_resume()
     drop(tx);
 }
 }
+
+backend_test! {
+async fn eight_concurrent_writers_into_one_partnership_all_succeed() {
+    // On PostgreSQL each batch's inserts take a key-share lock on the partnership row
+    // (its foreign key) before the batch bumps the partnership's data version: two
+    // writers used to deadlock there, and 36 of these 40 batches failed.
+    let app = setup().await;
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let mut client = app.submission();
+        tasks.push(tokio::spawn(async move {
+            for b in 0..5 {
+                let records: Vec<_> = (0..50)
+                    .map(|k| {
+                        let mut s = survey();
+                        s.response_id = format!("w{writer}-b{b}-k{k}");
+                        rec(Kind::SurveyResponse(s))
+                    })
+                    .collect();
+                client.submit_records(submit_request(&format!("w{writer}-{b}"), records)).await?;
+            }
+            Ok::<_, tonic::Status>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("no batch fails");
+    }
+    let mut count = 0;
+    let mut token = String::new();
+    loop {
+        let page = app
+            .submission()
+            .list_records(pb::ListRecordsRequest {
+                partnership: "pa".into(),
+                kind: pb::RecordKind::SurveyResponse as i32,
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        count += page.records.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(count, 8 * 5 * 50);
+}
+}

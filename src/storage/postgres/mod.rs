@@ -14,7 +14,7 @@ use std::{collections::HashMap, str::FromStr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{
-    PgConnection, Row,
+    Connection, PgConnection, Row,
     postgres::{PgConnectOptions, PgPool, PgPoolOptions},
 };
 use tracing::info;
@@ -43,6 +43,13 @@ pub struct PostgresStore {
     known: Arc<KnownIdCache>,
 }
 
+/// How long the first connection may take at start-up.
+const FIRST_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn redact_secrets(s: &str) -> String {
+    crate::configuration::redact_url(s)
+}
+
 /// Connections per replica; PostgreSQL's default limit is 100 in all.
 const MAX_CONNECTIONS: u32 = 16;
 
@@ -50,10 +57,27 @@ impl PostgresStore {
     /// Connects and brings the schema up to date. sqlx holds a PostgreSQL advisory
     /// lock while migrating, so replicas starting together apply each migration once.
     pub async fn open(url: &str) -> anyhow::Result<PostgresStore> {
-        let options = PgConnectOptions::from_str(url)?.application_name("partnership-metrics");
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| anyhow::anyhow!("reading the PostgreSQL URL: {}", redact_secrets(&e.to_string())))?
+            .application_name("partnership-metrics");
+        // One connection first, briefly: an unreachable server or bad credentials are
+        // reported at once, with the cause, instead of after the pool's timeout.
+        let where_ = format!("{}:{}", options.get_host(), options.get_port());
+        match tokio::time::timeout(FIRST_CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Err(_) => anyhow::bail!(
+                "connecting to PostgreSQL at {where_}: no answer within {} s",
+                FIRST_CONNECT_TIMEOUT.as_secs()
+            ),
+            Ok(Err(e)) => {
+                anyhow::bail!("connecting to PostgreSQL at {where_}: {}", redact_secrets(&e.to_string()))
+            }
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
             .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {e}"))?;

@@ -21,6 +21,7 @@ use crate::{
         PageRequest, assemble_report_data, audit,
         batch::{PreparedBatch, replaced_by_other_agency},
         codec,
+        listing::{self, Bind},
         rows::{self, id_col, membership_columns},
     },
 };
@@ -136,8 +137,8 @@ impl PostgresStore {
             written
                 .insert(row.try_get::<String, _>(0)?, (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?));
         }
-        bump_versions(&mut tx, &prepared).await?;
         let written_keys = prepared.keys.iter().map(|w| w.key.clone()).collect();
+        let touched = (prepared.partnerships.clone(), prepared.event_agencies.clone());
         let (outcome, revisions) = prepared.finish(&written, now)?;
         sqlx::query(
             "INSERT INTO record_revisions (record_id, revision, request_id, commit_time, content, write_id) \
@@ -155,6 +156,8 @@ impl PostgresStore {
         if let Some(idem) = idem {
             remember(&mut tx, idem, &outcome).await?;
         }
+        // Last but the audit entry: the partnership rows stay locked only until commit.
+        bump_versions(&mut tx, &touched.0, &touched.1).await?;
         audit::append_postgres(&mut tx, ctx, write_id, now, written_keys).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -165,27 +168,15 @@ impl PostgresStore {
         filter: &RecordFilter,
         page: PageRequest,
     ) -> Result<Vec<StoredRecord>> {
-        // Absent filters are NULL and match everything; one statement serves all.
-        let rows = sqlx::query(
-            "SELECT r.key, v.content, r.revision, r.update_time FROM records r \
-             JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
-             WHERE r.key > $1 \
-               AND ($2::text IS NULL OR r.partnership_id = $2) \
-               AND ($3::int2 IS NULL OR r.kind = $3) \
-               AND ($4::text IS NULL OR r.reporting_agency = $4) \
-               AND ((r.kind = 2 AND r.span_start <= $6 AND r.span_end >= $5) \
-                    OR (r.kind <> 2 AND r.span_start >= $5 AND r.span_end <= $6)) \
-             ORDER BY r.key LIMIT $7",
-        )
-        .bind(page.after.unwrap_or_default())
-        .bind(filter.partnership.as_ref().map(Id::as_str))
-        .bind(filter.kind.map(RecordKind::code))
-        .bind(filter.agency.as_ref().map(Id::as_str))
-        .bind(filter.from.unwrap_or(Date::MIN).to_days())
-        .bind(filter.to.unwrap_or(Date::MAX).to_days())
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let (sql, binds) = listing::list_records(filter, &page);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 Ok(StoredRecord {
@@ -314,16 +305,23 @@ async fn load_facts(conn: &mut PgConnection, query: &FactQuery) -> Result<Precon
     Ok(facts)
 }
 
-/// Bumps the data version of every partnership the batch can change, locking the
-/// rows in id order so concurrent batches cannot deadlock on them.
-async fn bump_versions(conn: &mut PgConnection, prepared: &PreparedBatch) -> Result<()> {
-    let partnerships: Vec<&str> = prepared.partnerships.iter().map(String::as_str).collect();
-    let agencies: Vec<&str> = prepared.event_agencies.iter().map(String::as_str).collect();
+/// Bumps the data version of every partnership the batch can change. The rows are
+/// locked in id order, and with FOR NO KEY UPDATE, which does not conflict with the
+/// key-share locks that inserting rows referencing them takes (a plain FOR UPDATE
+/// does: two writers into one partnership each held a key share and waited for the
+/// other's). Concurrent writers of one partnership queue here, briefly, in order.
+async fn bump_versions(
+    conn: &mut PgConnection,
+    partnerships: &BTreeSet<String>,
+    event_agencies: &BTreeSet<String>,
+) -> Result<()> {
+    let partnerships: Vec<&str> = partnerships.iter().map(String::as_str).collect();
+    let agencies: Vec<&str> = event_agencies.iter().map(String::as_str).collect();
     sqlx::query(
         "WITH touched AS ( \
            SELECT id FROM partnerships \
            WHERE id = ANY($1) OR id IN (SELECT partnership_id FROM memberships WHERE agency_id = ANY($2)) \
-           ORDER BY id FOR UPDATE) \
+           ORDER BY id FOR NO KEY UPDATE) \
          UPDATE partnerships p SET data_version = data_version + 1 FROM touched WHERE p.id = touched.id",
     )
     .bind(&partnerships)

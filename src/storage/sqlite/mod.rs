@@ -13,6 +13,8 @@ use sqlx::{
 };
 use tracing::info;
 
+use crate::configuration::redact_url;
+
 mod direct;
 mod records;
 
@@ -72,17 +74,17 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(options)
             .await
-            .map_err(|e| anyhow::anyhow!("opening SQLite database {path:?}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("opening SQLite database {}: {e}", redact_url(path)))?;
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
             .await
-            .map_err(|e| anyhow::anyhow!("migrating SQLite database {path:?}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("migrating SQLite database {}: {e}", redact_url(path)))?;
         let versions: HashMap<String, i64> = sqlx::query_as("SELECT id, data_version FROM partnerships")
             .fetch_all(&pool)
             .await?
             .into_iter()
             .collect();
-        info!(path, partnerships = versions.len(), "SQLite database open and migrated");
+        info!(path = %redact_url(path), partnerships = versions.len(), "SQLite database open and migrated");
         Ok(SqliteStore {
             pool,
             known: Arc::default(),
@@ -116,11 +118,12 @@ fn lock_owner(path: &str) -> anyhow::Result<std::fs::File> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| anyhow::anyhow!("opening {lock_path}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", redact_url(&lock_path)))?;
     file.try_lock().map_err(|_| {
         anyhow::anyhow!(
-            "another partnership-metrics server is using {path}; SQLite serves one process \
-             (use PostgreSQL for several replicas)"
+            "another partnership-metrics server is using {}; SQLite serves one process \
+             (use PostgreSQL for several replicas)",
+            redact_url(path)
         )
     })?;
     Ok(file)

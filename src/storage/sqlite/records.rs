@@ -15,6 +15,7 @@ use crate::{
     error::{Error, Result},
     storage::{
         PageRequest, codec,
+        listing::{self, Bind},
         rows::{self, id_col},
     },
 };
@@ -74,43 +75,15 @@ impl SqliteStore {
         filter: &RecordFilter,
         page: PageRequest,
     ) -> Result<Vec<StoredRecord>> {
-        let mut sql = String::from(
-            "SELECT r.key, v.content, r.revision, r.update_time FROM records r \
-             JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision WHERE r.key > ?",
-        );
-        if filter.partnership.is_some() {
-            sql.push_str(" AND r.partnership_id = ?");
+        let (sql, binds) = listing::list_records(filter, &page);
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+            };
         }
-        if filter.kind.is_some() {
-            sql.push_str(" AND r.kind = ?");
-        }
-        if filter.agency.is_some() {
-            sql.push_str(" AND r.reporting_agency = ?");
-        }
-        if filter.from.is_some() || filter.to.is_some() {
-            // Contracts overlap the range; everything else lies inside it.
-            sql.push_str(
-                " AND ((r.kind = 2 AND r.span_start <= ? AND r.span_end >= ?) \
-                 OR (r.kind <> 2 AND r.span_start >= ? AND r.span_end <= ?))",
-            );
-        }
-        sql.push_str(" ORDER BY r.key LIMIT ?");
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(page.after.unwrap_or_default());
-        if let Some(p) = &filter.partnership {
-            q = q.bind(p.as_str());
-        }
-        if let Some(k) = filter.kind {
-            q = q.bind(k.code());
-        }
-        if let Some(a) = &filter.agency {
-            q = q.bind(a.as_str());
-        }
-        if filter.from.is_some() || filter.to.is_some() {
-            let from = filter.from.unwrap_or(Date::MIN).to_days();
-            let to = filter.to.unwrap_or(Date::MAX).to_days();
-            q = q.bind(to).bind(from).bind(from).bind(to);
-        }
-        let rows = q.bind(i64::from(page.limit)).fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let content: Vec<u8> = row.try_get(1)?;
