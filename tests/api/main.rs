@@ -5,6 +5,7 @@ mod helpers;
 mod fixtures;
 
 mod auth;
+mod durability;
 mod e2e;
 mod edge;
 mod health;
