@@ -41,9 +41,18 @@ impl LoadResult {
     }
 }
 
-/// Channels (HTTP/2 connections) to spread `streams` over: one per 16 streams.
+/// Channels (HTTP/2 connections) to spread `streams` over: one per 16 streams, 16
+/// at most.
 pub async fn channels(target: &str, streams: usize) -> anyhow::Result<Vec<Channel>> {
-    let n = streams.div_ceil(16).clamp(1, 16);
+    channels_n(target, streams.div_ceil(16).clamp(1, 16)).await
+}
+
+/// One channel per `per` streams.
+pub async fn channels_per(target: &str, streams: usize, per: usize) -> anyhow::Result<Vec<Channel>> {
+    channels_n(target, streams.div_ceil(per).max(1)).await
+}
+
+async fn channels_n(target: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(partnership_metrics::configuration::ClientArgs::plain(target).channel().await?);

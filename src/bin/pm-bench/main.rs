@@ -7,6 +7,7 @@
 
 mod anchors;
 mod auth;
+mod edge;
 mod load;
 mod server;
 mod stats;
@@ -100,7 +101,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ingest,dataset,startup,export,reads,auth"
+        default_value = "ingest,dataset,startup,export,reads,auth,overload,concurrent,list"
     )]
     phases: Vec<Phase>,
     /// Load about this many records instead of the scale's number (smoke runs).
@@ -127,6 +128,12 @@ enum Phase {
     Reads,
     /// Report reads and ingest with JWT authentication, beside the same without.
     Auth,
+    /// Report reads offered at 5x and 30x the capacity load.
+    Overload,
+    /// Concurrent IngestRecords streams on PostgreSQL, one and two replicas.
+    Concurrent,
+    /// One ListRecords page under each filter, SQLite and PostgreSQL.
+    List,
 }
 
 #[derive(Debug, Serialize)]
@@ -244,7 +251,7 @@ async fn ingest(
     Ok((started.elapsed(), stats.records))
 }
 
-fn say(msg: impl AsRef<str>) {
+pub fn say(msg: impl AsRef<str>) {
     eprintln!("[pm-bench] {}", msg.as_ref());
 }
 
@@ -467,29 +474,7 @@ async fn main() -> anyhow::Result<()> {
             (0..config.partnerships).map(|p| synth.partnership_id(p)).collect();
         let ids = std::sync::Arc::new(partnership_ids);
         // Every report once first: the steady state a report service lives in.
-        {
-            use futures::StreamExt;
-            let client = ReportServiceClient::new(loader::connect(&server.target).await?)
-                .max_decoding_message_size(64 << 20);
-            let t0 = Instant::now();
-            let warmed: Vec<_> = futures::stream::iter(ids.iter().cloned())
-                .map(|id| {
-                    let mut c = client.clone();
-                    async move {
-                        c.get_partnership_report(pb::GetPartnershipReportRequest {
-                            partnership: id,
-                            period: "2026Q3".into(),
-                            ..Default::default()
-                        })
-                        .await
-                    }
-                })
-                .buffer_unordered(16)
-                .collect()
-                .await;
-            anyhow::ensure!(warmed.iter().all(Result::is_ok), "a warm-up report failed");
-            say(format!("warmed {} reports in {:.2} s", warmed.len(), t0.elapsed().as_secs_f64()));
-        }
+        warm(&server.target, &ids).await?;
         // The generator runs on a single-threaded runtime of its own, as h2load would:
         // it then costs at most one core, and the server has the other.
         let (target, streams_list) = (server.target.clone(), args.streams.clone());
@@ -681,6 +666,115 @@ async fn main() -> anyhow::Result<()> {
         rows.push(row.ratio_at_least(0.9));
     }
 
+    // --- Overload: report reads offered far beyond capacity ------------------------------
+    if phase(Phase::Overload) {
+        let cache = format!("{}", (config.partnerships * 16 / 1024).max(64));
+        let server = Server::start_with(
+            &bin,
+            &sqlite_url(&data),
+            next_port(),
+            &[("PM_REPORT_CACHE_MIB", cache.as_str())],
+        )
+        .await?;
+        let ids: Arc<Vec<String>> =
+            Arc::new((0..config.partnerships).map(|p| synth.partnership_id(p)).collect());
+        warm(&server.target, &ids).await?;
+        let duration = Duration::from_secs_f64(args.duration_secs);
+        rows.extend(
+            edge::overload(server.target.clone(), ids, vec![320, 2_000], runs, duration, || {
+                server.peak_rss_mib()
+            })
+            .await?,
+        );
+        server.stop()?;
+    }
+
+    // --- Concurrent IngestRecords streams on PostgreSQL, one and two replicas -----------
+    if args.postgres_url != "none" && phase(Phase::Concurrent) {
+        let sub = synth::Synth::new(synth::SynthConfig::scaled(n_ingest.min(300_000)));
+        let partnerships = sub.config.partnerships;
+        let configs = [(1usize, 1usize), (1, 8), (1, 64), (2, 8), (2, 64)];
+        let mut figures: Vec<(Vec<f64>, u64)> = configs.iter().map(|_| Default::default()).collect();
+        for run in 0..runs {
+            for (i, &(replicas, streams)) in configs.iter().enumerate() {
+                let db =
+                    PgDatabase::create(&args.postgres_url, &format!("pm_bench_concurrent_{i}_{run}")).await?;
+                let mut servers = Vec::new();
+                for _ in 0..replicas {
+                    servers.push(Server::start(&bin, &db.url(), next_port()).await?);
+                }
+                let targets: Vec<String> = servers.iter().map(|s| s.target.clone()).collect();
+                loader::load_registry(loader::connect(&targets[0]).await?, &sub).await?;
+                let (t, n, bad) = edge::concurrent_ingest(&targets, &sub, partnerships, streams).await?;
+                for s in servers {
+                    s.stop()?;
+                }
+                db.drop_now().await?;
+                let rate = n as f64 / t.as_secs_f64();
+                say(format!(
+                    "concurrent ingest, {replicas} replica(s), {streams} streams, run {run}: {rate:.0} records/s, {bad} non-OK"
+                ));
+                figures[i].0.push(rate);
+                figures[i].1 += bad;
+            }
+        }
+        let one = Figure::of(figures[0].0.clone());
+        for (i, &(replicas, streams)) in configs.iter().enumerate().skip(1) {
+            let row = Row::new(
+                format!("IngestRecords into PostgreSQL, {streams} concurrent streams, {replicas} replica(s)"),
+                "records/s",
+                Figure::of(figures[i].0.clone()),
+            )
+            .anchor("one stream, one replica, same run", one.clone())
+            .note("records per run", sub.estimated_record_count())
+            .note("non-OK", figures[i].1);
+            let met = row.ratio.is_some_and(|r| r >= 1.0) && figures[i].1 == 0;
+            rows.push(row.target(">= the one-stream rate; 0 errors", Some(met)));
+        }
+    }
+
+    // --- One ListRecords page under each filter ------------------------------------------
+    if phase(Phase::List) {
+        let mut backends = vec![("SQLite", sqlite_url(&data), None)];
+        if args.postgres_url != "none" {
+            // PostgreSQL holds up to 1M records for this: the size the target names.
+            let pg_synth = synth::Synth::new(synth::SynthConfig::scaled(records.min(1_000_000)));
+            let db = PgDatabase::create(&args.postgres_url, "pm_bench_list").await?;
+            let server = Server::start(&bin, &db.url(), next_port()).await?;
+            let channel = loader::connect(&server.target).await?;
+            let mut stats = loader::load_registry(channel.clone(), &pg_synth).await?;
+            loader::load_records(channel, pg_synth.clone(), 10_000, &mut stats).await?;
+            server.stop()?;
+            say(format!("loaded {} records into PostgreSQL for the listing", stats.records));
+            backends.push(("PostgreSQL", db.url(), Some((db, pg_synth))));
+        }
+        for (name, url, pg) in backends {
+            let list_synth = pg.as_ref().map_or(&synth, |(_, s)| s);
+            let server = Server::start(&bin, &url, next_port()).await?;
+            for (filter, request) in edge::list_filters(list_synth) {
+                let mut medians = Vec::new();
+                let mut worst: f64 = 0.0;
+                for _ in 0..runs {
+                    let times = edge::page_times(&server.target, request.clone(), 20).await?;
+                    let f = Figure::of(times);
+                    worst = worst.max(f.max);
+                    medians.push(f.median);
+                }
+                let value = Figure::of(medians);
+                let ok = value.median <= 20.0;
+                rows.push(
+                    Row::new(format!("ListRecords page of 50 on {name}, filter: {filter}"), "ms", value)
+                        .note("slowest page ms", format!("{worst:.1}"))
+                        .target("<= 20 ms", Some(ok)),
+                );
+            }
+            server.stop()?;
+            if let Some((db, _)) = pg {
+                db.drop_now().await?;
+            }
+        }
+    }
+
     // --- Results -----------------------------------------------------------------------
     let date = today();
     let results = Results {
@@ -718,6 +812,31 @@ async fn main() -> anyhow::Result<()> {
     if !args.reuse_dataset {
         let _ = std::fs::remove_dir_all(&work);
     }
+    Ok(())
+}
+
+/// Fetches every partnership's report once, so the cache holds the working set.
+async fn warm(target: &str, ids: &[String]) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let client = ReportServiceClient::new(loader::connect(target).await?).max_decoding_message_size(64 << 20);
+    let t0 = Instant::now();
+    let warmed: Vec<_> = futures::stream::iter(ids.iter().cloned())
+        .map(|id| {
+            let mut c = client.clone();
+            async move {
+                c.get_partnership_report(pb::GetPartnershipReportRequest {
+                    partnership: id,
+                    period: "2026Q3".into(),
+                    ..Default::default()
+                })
+                .await
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    anyhow::ensure!(warmed.iter().all(Result::is_ok), "a warm-up report failed");
+    say(format!("warmed {} reports in {:.2} s", warmed.len(), t0.elapsed().as_secs_f64()));
     Ok(())
 }
 
