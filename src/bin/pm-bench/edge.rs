@@ -54,6 +54,15 @@ fn other_errors(r: &LoadResult) -> u64 {
     r.error_count() - shed(r)
 }
 
+/// What the runs at one overload measured.
+#[derive(Debug, Default)]
+struct Overloaded {
+    goodput: Vec<f64>,
+    p99: Vec<f64>,
+    shed_share: Vec<f64>,
+    other_errors: u64,
+}
+
 /// Report reads at 64 streams (capacity, unloaded p99), then at each of `overloads`
 /// streams, `runs` times; the server is the one `target` names, its reports warm.
 pub async fn overload(
@@ -65,8 +74,7 @@ pub async fn overload(
     peak_rss: impl Fn() -> f64,
 ) -> anyhow::Result<Vec<Row>> {
     let mut capacity = (Vec::new(), Vec::new());
-    let mut loaded: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, u64)> =
-        overloads.iter().map(|_| Default::default()).collect();
+    let mut loaded: Vec<Overloaded> = overloads.iter().map(|_| Overloaded::default()).collect();
     let mut recovered = Vec::new();
     for run in 0..runs {
         let (t, ids2, ov) = (target.clone(), ids.clone(), overloads.clone());
@@ -104,10 +112,10 @@ pub async fn overload(
         capacity.1.push(cap.quantile_ms(0.99));
         for (i, r) in over.iter().enumerate() {
             let attempts = (r.ok + r.error_count()) as f64;
-            loaded[i].0.push(r.per_second());
-            loaded[i].1.push(r.quantile_ms(0.99));
-            loaded[i].2.push(shed(r) as f64 / attempts.max(1.0));
-            loaded[i].3 += other_errors(r) + other_errors(&cap);
+            loaded[i].goodput.push(r.per_second());
+            loaded[i].p99.push(r.quantile_ms(0.99));
+            loaded[i].shed_share.push(shed(r) as f64 / attempts.max(1.0));
+            loaded[i].other_errors += other_errors(r) + other_errors(&cap);
         }
         recovered.push(rec.per_second());
     }
@@ -115,7 +123,7 @@ pub async fn overload(
     let cap_p99 = Figure::of(capacity.1);
     let mut rows = Vec::new();
     for (i, streams) in overloads.iter().enumerate() {
-        let (rps, p99, share, errors) = &loaded[i];
+        let Overloaded { goodput: rps, p99, shed_share: share, other_errors: errors } = &loaded[i];
         let p99 = Figure::of(p99.clone());
         let within = p99.median <= 5.0 * cap_p99.median;
         let row = Row::new(
