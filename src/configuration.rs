@@ -239,10 +239,16 @@ pub struct ServeArgs {
 /// BENCHMARKS.md (overload) for how they were sized.
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
-    /// Calls in progress at once (health checks aside); beyond it calls are answered
-    /// at once with RESOURCE_EXHAUSTED and a RetryInfo.
-    #[arg(long, env = "PM_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Unary calls in progress at once (health checks aside); beyond it calls are
+    /// answered at once with RESOURCE_EXHAUSTED and a RetryInfo. Two cores answer
+    /// report reads fastest from about 16 calls at once; more only queue.
+    #[arg(long, env = "PM_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
+
+    /// Streaming calls (IngestRecords, ExportReports) open at once; beyond it, as for
+    /// --max-in-flight.
+    #[arg(long, env = "PM_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
 
     /// Concurrent streams a client may open on one connection (HTTP/2
     /// SETTINGS_MAX_CONCURRENT_STREAMS).
@@ -276,6 +282,7 @@ pub struct LimitArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_in_flight: usize,
+    pub max_streams: usize,
     pub max_streams_per_connection: u32,
     pub max_connections: usize,
     pub request_memory_bytes: usize,
@@ -287,7 +294,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_in_flight: 256,
+            max_in_flight: 64,
+            max_streams: 128,
             max_streams_per_connection: 100,
             max_connections: 1024,
             request_memory_bytes: 256 << 20,
@@ -302,6 +310,7 @@ impl From<LimitArgs> for Limits {
     fn from(a: LimitArgs) -> Limits {
         Limits {
             max_in_flight: a.max_in_flight as usize,
+            max_streams: a.max_streams as usize,
             max_streams_per_connection: a.max_streams_per_connection,
             max_connections: a.max_connections as usize,
             request_memory_bytes: (a.request_memory_mib as usize) << 20,

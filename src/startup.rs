@@ -180,6 +180,7 @@ impl Application {
         }
         let edge = EdgeLimits {
             max_in_flight: limits.max_in_flight,
+            max_streams: limits.max_streams,
             max_batch_message_bytes: MAX_MESSAGE_BYTES,
             max_message_bytes: MAX_OTHER_MESSAGE_BYTES,
             request_memory_bytes: limits.request_memory_bytes,

@@ -1,9 +1,11 @@
 //! Protections at the edge of every call, in one tower layer, before authentication:
 //!
-//! - **Load shedding.** At most `max_in_flight` calls (health checks aside) are in
-//!   progress at once; one more is answered at once with RESOURCE_EXHAUSTED, reason
-//!   `OVERLOADED`, and a `google.rpc.RetryInfo` saying when to try again, instead of
-//!   queueing without bound. A streaming call holds its place until it ends.
+//! - **Load shedding.** At most `max_in_flight` unary calls (health checks aside) and
+//!   `max_streams` streaming calls are in progress at once; one more is answered at
+//!   once with RESOURCE_EXHAUSTED, reason `OVERLOADED`, and a `google.rpc.RetryInfo`
+//!   saying when to try again, instead of queueing without bound. A streaming call
+//!   holds its place until it ends; the two limits are apart so that long streams
+//!   cannot crowd out short calls.
 //! - **Message size and memory.** Each request message is bounded by its method's
 //!   limit, and all request messages being received at once by a server-wide budget,
 //!   both checked from a message's 5-byte gRPC prefix before its bytes are buffered:
@@ -36,6 +38,7 @@ use crate::error::{Error, reason};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EdgeLimits {
     pub max_in_flight: usize,
+    pub max_streams: usize,
     /// The largest request message of SubmitRecords and IngestRecords.
     pub max_batch_message_bytes: usize,
     /// The largest request message of every other method.
@@ -58,12 +61,30 @@ fn is_health(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
 }
 
+/// Calls that stream: they hold their place for as long as the stream lasts.
+fn is_streaming(path: &str) -> bool {
+    matches!(
+        path,
+        "/partnership.v1.SubmissionService/IngestRecords" | "/partnership.v1.ReportService/ExportReports"
+    ) || path.starts_with("/grpc.reflection.")
+}
+
 /// What the edge layer shares between calls.
 #[derive(Debug)]
 struct Shared {
     limits: EdgeLimits,
     in_flight: Arc<Semaphore>,
+    streams: Arc<Semaphore>,
     memory: Arc<MemoryBudget>,
+    /// The answers to shed calls, made once: shedding must stay cheap when most
+    /// calls are shed.
+    shed_unary: http::HeaderMap,
+    shed_streaming: http::HeaderMap,
+}
+
+/// The headers of a trailers-only answer carrying this error.
+fn status_headers(e: Error) -> http::HeaderMap {
+    refuse(e).into_parts().0.headers
 }
 
 #[derive(Debug, Clone)]
@@ -77,7 +98,10 @@ impl EdgeLayer {
             shared: Arc::new(Shared {
                 limits,
                 in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+                streams: Arc::new(Semaphore::new(limits.max_streams)),
                 memory: Arc::new(MemoryBudget::new(limits.request_memory_bytes)),
+                shed_unary: status_headers(overloaded(&limits, false)),
+                shed_streaming: status_headers(overloaded(&limits, true)),
             }),
         }
     }
@@ -102,13 +126,15 @@ fn refuse(e: Error) -> Response<tonic::body::Body> {
     Status::from(e).into_http()
 }
 
-fn overloaded(limits: &EdgeLimits) -> Error {
+fn overloaded(limits: &EdgeLimits, streaming: bool) -> Error {
+    let (what, limit) =
+        if streaming { ("streams", limits.max_streams) } else { ("calls", limits.max_in_flight) };
     Error::resource_exhausted(
         reason::OVERLOADED,
-        format!("the server is at its limit of {} calls in progress; retry later", limits.max_in_flight),
+        format!("the server is at its limit of {limit} {what} in progress; retry later"),
         Some(limits.retry_after),
     )
-    .with_metadata("max_in_flight", limits.max_in_flight.to_string())
+    .with_metadata(if streaming { "max_streams" } else { "max_in_flight" }, limit.to_string())
 }
 
 /// The `grpc-timeout` of a request: digits (at most 8) and a unit.
@@ -155,9 +181,17 @@ where
         let permit = if is_health(path) {
             None
         } else {
-            match self.shared.in_flight.clone().try_acquire_owned() {
+            let streaming = is_streaming(path);
+            let pool = if streaming { &self.shared.streams } else { &self.shared.in_flight };
+            match pool.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
-                Err(_) => return EdgeFuture::Ready { response: Some(refuse(overloaded(limits))) },
+                Err(_) => {
+                    let headers =
+                        if streaming { &self.shared.shed_streaming } else { &self.shared.shed_unary };
+                    let mut response = Response::new(tonic::body::Body::default());
+                    *response.headers_mut() = headers.clone();
+                    return EdgeFuture::Ready { response: Some(response) };
+                }
             }
         };
         let guard = CallGuard {

@@ -184,37 +184,69 @@ backend_test! {
     }
 }
 
+/// Opens a call on its own connection and leaves it in progress: its request
+/// message is announced but never sent whole. Dropping the result ends it.
+async fn hold_call(app: &TestApp, path: &str) -> impl Drop {
+    /// The connection and the half-sent request, kept open until dropped.
+    struct Held {
+        _client: h2::client::SendRequest<Bytes>,
+        _send: h2::SendStream<Bytes>,
+        connection: tokio::task::JoinHandle<()>,
+    }
+    impl Drop for Held {
+        fn drop(&mut self) {
+            self.connection.abort();
+        }
+    }
+    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = Request::post(format!("http://{}{path}", app.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (_response, mut send) = client.send_request(request, false).unwrap();
+    send.send_data(frame(0, 100, &[0x12]), false).unwrap();
+    Held { _client: client, _send: send, connection: conn }
+}
+
+fn assert_shed(err: &tonic::Status, limit: &str) {
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let details = err.get_error_details();
+    let info = details.error_info().unwrap();
+    assert_eq!(info.reason, "OVERLOADED");
+    assert_eq!(info.metadata[limit], "4");
+    assert!(details.retry_info().and_then(|r| r.retry_delay).is_some(), "RetryInfo says when to retry");
+}
+
 backend_test! {
-    async fn calls_beyond_the_limit_are_shed_at_once_with_retry_info_and_health_stays_serving() {
-        let app = spawn_app_configured(current_backend(), |s| s.limits.max_in_flight = 4).await;
+    async fn calls_beyond_the_limits_are_shed_at_once_with_retry_info_and_health_stays_serving() {
+        let app = spawn_app_configured(current_backend(), |s| {
+            s.limits.max_in_flight = 4;
+            s.limits.max_streams = 4;
+        })
+        .await;
         fixtures::registry(&app).await;
-        // Four streams that stay open hold the four places.
+        // Four unary calls in progress hold the four unary places...
         let mut held = Vec::new();
         for _ in 0..4 {
-            let tcp = TcpStream::connect(app.addr).await.unwrap();
-            let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            let request = Request::post(format!("http://{}/partnership.v1.SubmissionService/IngestRecords", app.addr))
-                .header("content-type", "application/grpc")
-                .header("te", "trailers")
-                .body(())
-                .unwrap();
-            let (response, send) = client.send_request(request, false).unwrap();
-            let response = response.await.unwrap();
-            held.push((client, send, response));
+            held.push(hold_call(&app, "/partnership.v1.SubmissionService/SubmitRecords").await);
         }
-        let mut shed = 0;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         for _ in 0..20 {
             let err = app.registry().list_agencies(pb::ListAgenciesRequest::default()).await.unwrap_err();
-            assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-            let details = err.get_error_details();
-            assert_eq!(details.error_info().unwrap().reason, "OVERLOADED");
-            assert!(details.retry_info().and_then(|r| r.retry_delay).is_some(), "RetryInfo says when to retry");
-            shed += 1;
+            assert_shed(&err, "max_in_flight");
         }
-        assert_eq!(shed, 20);
+        // ...while streams have places of their own: four of them, then shed too.
+        for _ in 0..4 {
+            held.push(hold_call(&app, "/partnership.v1.SubmissionService/IngestRecords").await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let answer = raw_call(&app, "/partnership.v1.ReportService/ExportReports", vec![frame(0, 0, &[])], true, &[]).await;
+        assert_shed(&answer.status, "max_streams");
         assert_healthy(&app).await;
         // Load gone, service back at once.
         drop(held);

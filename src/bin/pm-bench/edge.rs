@@ -17,12 +17,13 @@ use tonic_types::StatusExt;
 
 use crate::{
     load::{self, LoadResult},
+    server::cpu_seconds,
     stats::{Figure, Row},
 };
 
 /// One GetPartnershipReport of a partnership picked by `seq`; a shed answer waits
 /// for its RetryInfo's delay before it is counted, as a well-behaved caller would.
-async fn report_call(
+pub async fn report_call(
     ch: tonic::transport::Channel,
     ids: Arc<Vec<String>>,
     seq: u64,
@@ -46,11 +47,11 @@ async fn report_call(
     }
 }
 
-fn shed(r: &LoadResult) -> u64 {
+pub fn shed(r: &LoadResult) -> u64 {
     r.errors.get("ResourceExhausted").copied().unwrap_or(0)
 }
 
-fn other_errors(r: &LoadResult) -> u64 {
+pub fn other_errors(r: &LoadResult) -> u64 {
     r.error_count() - shed(r)
 }
 
@@ -61,6 +62,8 @@ struct Overloaded {
     p99: Vec<f64>,
     shed_share: Vec<f64>,
     other_errors: u64,
+    /// The server's CPU time over the run's length.
+    busy: Vec<f64>,
 }
 
 /// Report reads at 64 streams (capacity, unloaded p99), then at each of `overloads`
@@ -71,36 +74,47 @@ pub async fn overload(
     overloads: Vec<usize>,
     runs: usize,
     duration: Duration,
+    server_pid: u32,
     peak_rss: impl Fn() -> f64,
 ) -> anyhow::Result<Vec<Row>> {
-    let mut capacity = (Vec::new(), Vec::new());
+    let mut capacity = (Vec::new(), Vec::new(), Vec::new());
     let mut loaded: Vec<Overloaded> = overloads.iter().map(|_| Overloaded::default()).collect();
     let mut recovered = Vec::new();
     for run in 0..runs {
         let (t, ids2, ov) = (target.clone(), ids.clone(), overloads.clone());
         let (cap, over, rec) = load::on_own_thread(move || async move {
             let call = move |ch, seq| report_call(ch, ids2.clone(), seq);
+            // The server's CPU per answered call, and its busy share of the run.
+            let measured = async |chans: &[tonic::transport::Channel], streams: usize| {
+                let c0 = cpu_seconds(server_pid).unwrap_or(0.0);
+                let r = load::closed_loop(chans, streams, duration, call.clone()).await;
+                let cpu = cpu_seconds(server_pid).unwrap_or(0.0) - c0;
+                let per_call_us = cpu * 1e6 / r.ok.max(1) as f64;
+                let busy = cpu / r.elapsed.as_secs_f64();
+                (r, per_call_us, busy)
+            };
             let chans = load::channels_per(&t, 64, 16).await?;
-            let cap = load::closed_loop(&chans, 64, duration, call.clone()).await;
+            let cap = measured(&chans, 64).await;
             let mut over = Vec::new();
             for &streams in &ov {
                 // A connection per 64 streams: under the per-connection stream limit.
                 let chans = load::channels_per(&t, streams, 64).await?;
-                over.push(load::closed_loop(&chans, streams, duration, call.clone()).await);
+                over.push(measured(&chans, streams).await);
             }
             // Load gone: the first half second at 64 streams again.
-            let rec = load::closed_loop(&chans, 64, Duration::from_millis(500), call).await;
+            let rec = load::closed_loop(&chans, 64, Duration::from_millis(500), call.clone()).await;
             Ok((cap, over, rec))
         })
         .await?;
+        let (cap, cap_cpu, cap_busy) = cap;
         crate::say(format!(
-            "overload run {run}: capacity {:.0}/s p99 {:.3} ms; {}",
+            "overload run {run}: capacity {:.0}/s p99 {:.3} ms ({cap_cpu:.0} us server CPU a call, busy {cap_busy:.2}); {}",
             cap.per_second(),
             cap.quantile_ms(0.99),
             over.iter()
                 .zip(&overloads)
-                .map(|(r, s)| format!(
-                    "{s} streams goodput {:.0}/s shed {} p99 {:.3} ms",
+                .map(|((r, cpu, busy), s)| format!(
+                    "{s} streams goodput {:.0}/s shed {} p99 {:.3} ms ({cpu:.0} us, busy {busy:.2})",
                     r.per_second(),
                     shed(r),
                     r.quantile_ms(0.99)
@@ -110,7 +124,9 @@ pub async fn overload(
         ));
         capacity.0.push(cap.per_second());
         capacity.1.push(cap.quantile_ms(0.99));
-        for (i, r) in over.iter().enumerate() {
+        capacity.2.push(cap_busy);
+        for (i, (r, _, busy)) in over.iter().enumerate() {
+            loaded[i].busy.push(*busy);
             let attempts = (r.ok + r.error_count()) as f64;
             loaded[i].goodput.push(r.per_second());
             loaded[i].p99.push(r.quantile_ms(0.99));
@@ -123,7 +139,7 @@ pub async fn overload(
     let cap_p99 = Figure::of(capacity.1);
     let mut rows = Vec::new();
     for (i, streams) in overloads.iter().enumerate() {
-        let Overloaded { goodput: rps, p99, shed_share: share, other_errors: errors } = &loaded[i];
+        let Overloaded { goodput: rps, p99, shed_share: share, other_errors: errors, busy } = &loaded[i];
         let p99 = Figure::of(p99.clone());
         let within = p99.median <= 5.0 * cap_p99.median;
         let row = Row::new(
@@ -135,6 +151,8 @@ pub async fn overload(
         .note("admitted p99 ms", format!("{:.3}", p99.median))
         .note("unloaded p99 ms", format!("{:.3}", cap_p99.median))
         .note("shed share", format!("{:.2}", Figure::of(share.clone()).median))
+        .note("server busy", format!("{:.2}", Figure::of(busy.clone()).median))
+        .note("server busy at capacity", format!("{:.2}", Figure::of(capacity.2.clone()).median))
         .note("errors other than shed", errors);
         let ratio_ok = row.ratio.is_some_and(|r| r >= 0.9);
         rows.push(row.target(

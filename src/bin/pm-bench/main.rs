@@ -116,6 +116,16 @@ struct Args {
     /// server's default of one thread per core.
     #[arg(long, default_value_t = 1)]
     server_threads: u16,
+    /// `KEY=VALUE` set in every server's environment (e.g. PM_MAX_IN_FLIGHT=128), to
+    /// try settings; repeat for several. Recorded in the results.
+    #[arg(long, value_parser = parse_env)]
+    server_env: Vec<(String, String)>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -184,6 +194,7 @@ struct Results {
     /// replaces a whole one.
     label: String,
     phases: Vec<Phase>,
+    server_env: Vec<(String, String)>,
     rows: Vec<Row>,
 }
 
@@ -258,7 +269,7 @@ pub fn say(msg: impl AsRef<str>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = server::server_binary(args.server_threads)?;
+    let bin = server::server_binary(args.server_threads, args.server_env.clone())?;
     let scale = args.scale;
     let records = args.records.unwrap_or(scale.records());
     let config = synth::SynthConfig::scaled(records);
@@ -482,31 +493,17 @@ async fn main() -> anyhow::Result<()> {
             let mut read_rows = Vec::new();
             for &streams in &streams_list {
                 let chans = load::channels(&target, streams).await?;
-                let (mut rps, mut p50, mut p99, mut errors) = (Vec::new(), Vec::new(), Vec::new(), 0);
+                let (mut rps, mut p50, mut p99, mut errors, mut shed) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
                 let (mut hrps, mut hp99) = (Vec::new(), Vec::new());
                 for run in 0..runs {
                     let ids = ids.clone();
-                    let r = load::closed_loop(&chans, streams, duration, move |ch, seq| {
-                        let id = ids[(seq.wrapping_mul(2_654_435_761) % ids.len() as u64) as usize].clone();
-                        async move {
-                            let request = pb::GetPartnershipReportRequest {
-                                partnership: id,
-                                period: "2026Q3".into(),
-                                ..Default::default()
-                            };
-                            let body = load::raw_unary(
-                                ch,
-                                "/partnership.v1.ReportService/GetPartnershipReport",
-                                request,
-                                None,
-                            )
-                            .await?;
-                            // An OK answer must carry a report, not an empty body.
-                            if body.is_empty() { Err(tonic::Status::data_loss("empty report")) } else { Ok(()) }
-                        }
-                    })
-                    .await;
-                    errors += r.error_count();
+                    // Past the server's --max-in-flight calls are shed; callers
+                    // honour RetryInfo, and a shed call is counted apart.
+                    let r =
+                        load::closed_loop(&chans, streams, duration, move |ch, seq| edge::report_call(ch, ids.clone(), seq))
+                            .await;
+                    shed += edge::shed(&r);
+                    errors += edge::other_errors(&r);
                     rps.push(r.per_second());
                     p50.push(r.quantile_ms(0.5));
                     p99.push(r.quantile_ms(0.99));
@@ -532,7 +529,8 @@ async fn main() -> anyhow::Result<()> {
                         .note("p50 ms", format!("{:.3}", Figure::of(p50).median))
                         .note("p99 ms", format!("{:.3}", p99f.median))
                         .note("health p99 ms", format!("{:.3}", Figure::of(hp99).median))
-                        .note("non-OK", errors);
+                        .note("non-OK", errors)
+                        .note("shed", shed);
                 let met = (streams == 64)
                     .then(|| row.ratio.is_some_and(|r| r >= 0.5) && p99f.median <= 2.0 && errors == 0);
                 row = row.target(if streams == 64 { ">= 0.5; p99 <= 2 ms" } else { "(shape)" }, met);
@@ -681,9 +679,15 @@ async fn main() -> anyhow::Result<()> {
         warm(&server.target, &ids).await?;
         let duration = Duration::from_secs_f64(args.duration_secs);
         rows.extend(
-            edge::overload(server.target.clone(), ids, vec![320, 2_000], runs, duration, || {
-                server.peak_rss_mib()
-            })
+            edge::overload(
+                server.target.clone(),
+                ids,
+                vec![320, 2_000],
+                runs,
+                duration,
+                server.pid(),
+                || server.peak_rss_mib(),
+            )
             .await?,
         );
         server.stop()?;
@@ -798,6 +802,7 @@ async fn main() -> anyhow::Result<()> {
             format!("{}-{}", scale.name(), names.join("-"))
         },
         phases: args.phases.clone(),
+        server_env: args.server_env.clone(),
         rows,
     };
     std::fs::create_dir_all(&args.results_dir)?;

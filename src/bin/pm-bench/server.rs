@@ -22,16 +22,18 @@ pub struct Binary {
     pub path: PathBuf,
     /// Its `--worker-threads`; 0 leaves its default.
     pub threads: u16,
+    /// Extra environment for every server started (`--server-env`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The `partnership-metrics` binary of the same build (profile) as this one.
-pub fn server_binary(threads: u16) -> anyhow::Result<Binary> {
+pub fn server_binary(threads: u16, env: Vec<(String, String)>) -> anyhow::Result<Binary> {
     let me = std::env::current_exe()?;
     let path = me.with_file_name("partnership-metrics");
     if !path.exists() {
         bail!("{} not found: build it with `cargo build --release --bins`", path.display());
     }
-    Ok(Binary { path, threads })
+    Ok(Binary { path, threads, env })
 }
 
 pub struct Server {
@@ -42,6 +44,17 @@ pub struct Server {
     sampling: Arc<AtomicBool>,
     /// (time since start, VmRSS KiB) every 50 ms.
     samples: Arc<std::sync::Mutex<Vec<(Duration, u64)>>>,
+}
+
+/// CPU seconds a process has used (user and system), from /proc.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SC_CLK_TCK is 100 on Linux.
+    Some(ticks / 100.0)
 }
 
 /// Resident memory of a process, in KiB, from /proc (`VmRSS` now, `VmHWM` peak).
@@ -78,6 +91,7 @@ impl Server {
         let mut child = command
             .env("DATABASE_URL", database_url)
             .env("RUST_LOG", "warn")
+            .envs(bin.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
