@@ -45,7 +45,7 @@ pub struct EdgeLimits {
     pub max_message_bytes: usize,
     /// Request messages being received, all calls together.
     pub request_memory_bytes: usize,
-    /// What RetryInfo tells a shed caller to wait.
+    /// What RetryInfo tells a shed caller to wait at least (more when many wait).
     pub retry_after: Duration,
 }
 
@@ -76,10 +76,78 @@ struct Shared {
     in_flight: Arc<Semaphore>,
     streams: Arc<Semaphore>,
     memory: Arc<MemoryBudget>,
-    /// The answers to shed calls, made once: shedding must stay cheap when most
-    /// calls are shed.
-    shed_unary: http::HeaderMap,
-    shed_streaming: http::HeaderMap,
+    shedding: Shedding,
+}
+
+/// Sheds keep only this many callers a second coming back: a shed answer costs the
+/// server nearly what a cheap call does, so the RetryInfo delay grows with the
+/// number of callers waiting to retry (estimated from the shed rate and the delay
+/// given) until their retries come at this rate, and falls back to the base delay
+/// when the load does.
+const SHED_RETRIES_PER_SECOND: f64 = 500.0;
+/// The longest RetryInfo delay given.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// How often the delay is re-estimated.
+const SHED_WINDOW: Duration = Duration::from_millis(250);
+
+#[derive(Debug)]
+struct ShedWindow {
+    start: std::time::Instant,
+    sheds: u64,
+    delay: Duration,
+}
+
+/// What shed calls are told, and the answers made for each delay (in 50 ms steps),
+/// so that shedding stays cheap when most calls are shed.
+#[derive(Debug)]
+struct Shedding {
+    base: Duration,
+    window: std::sync::Mutex<ShedWindow>,
+    answers: std::sync::Mutex<std::collections::HashMap<(bool, u64), http::HeaderMap>>,
+}
+
+impl Shedding {
+    fn new(base: Duration) -> Self {
+        Shedding {
+            base,
+            window: std::sync::Mutex::new(ShedWindow {
+                start: std::time::Instant::now(),
+                sheds: 0,
+                delay: base,
+            }),
+            answers: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Counts one shed call and says how long it should wait.
+    fn delay(&self) -> Duration {
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        w.sheds += 1;
+        let elapsed = w.start.elapsed();
+        if elapsed >= SHED_WINDOW {
+            let rate = w.sheds as f64 / elapsed.as_secs_f64();
+            // Callers waiting ≈ rate × delay (Little); spread their retries so they
+            // come back at SHED_RETRIES_PER_SECOND.
+            let waiting = rate * w.delay.as_secs_f64();
+            w.delay =
+                Duration::from_secs_f64(waiting / SHED_RETRIES_PER_SECOND).clamp(self.base, MAX_RETRY_AFTER);
+            w.start = std::time::Instant::now();
+            w.sheds = 0;
+        }
+        w.delay
+    }
+
+    fn answer(&self, limits: &EdgeLimits, streaming: bool) -> Response<tonic::body::Body> {
+        let delay = self.delay();
+        let step = delay.as_millis().div_ceil(50) as u64 * 50;
+        let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        let headers = answers
+            .entry((streaming, step))
+            .or_insert_with(|| status_headers(overloaded(limits, streaming, Duration::from_millis(step))));
+        let mut response = Response::new(tonic::body::Body::default());
+        *response.headers_mut() = headers.clone();
+        response
+    }
 }
 
 /// The headers of a trailers-only answer carrying this error.
@@ -100,8 +168,7 @@ impl EdgeLayer {
                 in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
                 streams: Arc::new(Semaphore::new(limits.max_streams)),
                 memory: Arc::new(MemoryBudget::new(limits.request_memory_bytes)),
-                shed_unary: status_headers(overloaded(&limits, false)),
-                shed_streaming: status_headers(overloaded(&limits, true)),
+                shedding: Shedding::new(limits.retry_after),
             }),
         }
     }
@@ -126,13 +193,13 @@ fn refuse(e: Error) -> Response<tonic::body::Body> {
     Status::from(e).into_http()
 }
 
-fn overloaded(limits: &EdgeLimits, streaming: bool) -> Error {
+fn overloaded(limits: &EdgeLimits, streaming: bool, retry_after: Duration) -> Error {
     let (what, limit) =
         if streaming { ("streams", limits.max_streams) } else { ("calls", limits.max_in_flight) };
     Error::resource_exhausted(
         reason::OVERLOADED,
         format!("the server is at its limit of {limit} {what} in progress; retry later"),
-        Some(limits.retry_after),
+        Some(retry_after),
     )
     .with_metadata(if streaming { "max_streams" } else { "max_in_flight" }, limit.to_string())
 }
@@ -186,11 +253,9 @@ where
             match pool.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    let headers =
-                        if streaming { &self.shared.shed_streaming } else { &self.shared.shed_unary };
-                    let mut response = Response::new(tonic::body::Body::default());
-                    *response.headers_mut() = headers.clone();
-                    return EdgeFuture::Ready { response: Some(response) };
+                    return EdgeFuture::Ready {
+                        response: Some(self.shared.shedding.answer(limits, streaming)),
+                    };
                 }
             }
         };
@@ -490,6 +555,28 @@ mod tests {
         assert_eq!(e.reason, reason::MEMORY_BUDGET);
         budget.release(60);
         assert!(run(&[prefix(50)], 64, &budget).is_ok());
+    }
+
+    #[test]
+    fn the_retry_delay_grows_with_the_callers_waiting_and_falls_back() {
+        let s = Shedding::new(Duration::from_millis(100));
+        assert_eq!(s.delay(), Duration::from_millis(100));
+        // Many sheds in one window: 2,000 waiting callers at 100 ms is 20,000 a second.
+        {
+            let mut w = s.window.lock().unwrap();
+            w.sheds = 5_000;
+            w.start -= SHED_WINDOW;
+        }
+        let grown = s.delay();
+        assert!(grown > Duration::from_secs(1), "{grown:?}");
+        assert!(grown <= MAX_RETRY_AFTER);
+        // A quiet window brings it back to the base.
+        {
+            let mut w = s.window.lock().unwrap();
+            w.sheds = 0;
+            w.start -= SHED_WINDOW * 4;
+        }
+        assert_eq!(s.delay(), Duration::from_millis(100));
     }
 
     #[test]
