@@ -198,9 +198,10 @@ pub struct AuditVerifyArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on: `host:port`, the host an IP address or a name
+    /// (`localhost:50051`, `[::1]:50051`).
     #[arg(long, env = "PM_LISTEN", default_value = "127.0.0.1:50051")]
-    pub listen: SocketAddr,
+    pub listen: String,
 
     /// Database: `sqlite://path` (or a bare path) for the embedded SQLite default,
     /// created and migrated on first start; `postgres://user:password@host:port/db`
@@ -213,6 +214,11 @@ pub struct ServeArgs {
     /// exits anyway.
     #[arg(long, env = "PM_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Seconds to keep trying to reach PostgreSQL at start-up (containers start in
+    /// any order); each failed attempt is logged with its cause. 0: try once.
+    #[arg(long, env = "PM_DATABASE_WAIT_SECS", default_value_t = 30)]
+    pub database_wait_secs: u64,
 
     /// Memory for computed reports, in MiB; a cached report is served until its
     /// partnership's data changes. 0 turns the cache off.
@@ -472,8 +478,11 @@ impl Security {
 /// What the server needs to start; built from [`ServeArgs`] or directly by tests.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    /// `host:port`, resolved when the server starts.
+    pub listen: String,
     pub database_url: String,
+    /// How long to keep trying to reach the database at start-up.
+    pub database_wait: Duration,
     pub shutdown_grace: Duration,
     pub report_cache_mib: usize,
     pub security: Security,
@@ -482,10 +491,11 @@ pub struct Settings {
 
 impl Settings {
     /// The defaults of `serve` for this address and database (local development).
-    pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Settings {
+    pub fn new(listen: impl Into<String>, database_url: impl Into<String>) -> Settings {
         Settings {
-            listen,
+            listen: listen.into(),
             database_url: database_url.into(),
+            database_wait: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
             report_cache_mib: 64,
             security: Security::default(),
@@ -499,6 +509,7 @@ impl From<ServeArgs> for Settings {
         Settings {
             listen: a.listen,
             database_url: a.database_url,
+            database_wait: Duration::from_secs(a.database_wait_secs),
             shutdown_grace: Duration::from_secs(a.shutdown_grace_secs),
             report_cache_mib: a.report_cache_mib,
             security: a.security.into(),
@@ -602,7 +613,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.log_format, LogFormat::Json);
         let Command::Serve(args) = cli.command else { panic!("not serve") };
-        assert_eq!(args.listen.port(), 0);
+        assert_eq!(args.listen, "127.0.0.1:0");
         assert_eq!(args.database_url, "sqlite://x.db");
         assert_eq!(args.worker_threads, None, "the runtime's own default unless asked");
     }

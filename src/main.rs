@@ -9,7 +9,24 @@ use partnership_metrics::{
     telemetry,
 };
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; an error is one paragraph on standard error (what failed and
+/// why, cause by cause), with a backtrace only when `PM_BACKTRACE=1` asks for one,
+/// and exit status 1.
+fn main() -> std::process::ExitCode {
+    match run_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if std::env::var("PM_BACKTRACE").is_ok_and(|v| v == "1") {
+                eprintln!("error: {e:?}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let workers = match &cli.command {
         Command::Serve(args) => args.worker_threads,

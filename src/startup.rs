@@ -58,6 +58,21 @@ pub struct Application {
     limits: Limits,
 }
 
+/// The address `host:port` names: an IP address as it is, a name through the
+/// resolver (its first address).
+async fn resolve(listen: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = listen.parse() {
+        return Ok(addr);
+    }
+    tokio::net::lookup_host(listen)
+        .await
+        .with_context(|| {
+            format!("--listen {listen}: expected host:port, such as 127.0.0.1:50051 or localhost:50051")
+        })?
+        .next()
+        .with_context(|| format!("--listen {listen}: the name resolves to no address"))
+}
+
 /// Reads a PEM file named by a setting.
 fn read_pem(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
@@ -82,7 +97,8 @@ impl Application {
     /// listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let security = &settings.security;
-        security.check_exposure(settings.listen)?;
+        let listen = resolve(&settings.listen).await?;
+        security.check_exposure(listen)?;
         if security.insecure_allow_unauthenticated {
             warn!(
                 "--insecure-allow-unauthenticated is set: the server may listen beyond loopback without TLS \
@@ -97,13 +113,15 @@ impl Application {
         if !auth.is_enabled() {
             info!("no authentication configured: local-development mode, every caller may do everything");
         }
-        let store = storage::open(&settings.database_url)
+        // The port first: a server that cannot listen creates no database.
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {} ({listen})", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        let store = storage::open_waiting(&settings.database_url, settings.database_wait)
             .await
             .with_context(|| format!("opening the database {}", redact_url(&settings.database_url)))?;
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.listen))?;
-        let local_addr = listener.local_addr()?;
+        crate::telemetry::metrics::metrics().observe_pool(Arc::new(storage::ObservedPool(store.clone())));
         Ok(Application {
             listener,
             local_addr,

@@ -94,3 +94,21 @@ impl ClientArgs {
         Ok(InterceptedService::new(self.channel().await?, credentials))
     }
 }
+
+/// A failed call as one line a person can act on: the code's name, the `ErrorInfo`
+/// reason, the message.
+pub fn describe(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let code = format!("{:?}", status.code());
+    let mut name = String::new();
+    for (i, c) in code.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    match status.get_error_details().error_info() {
+        Some(info) if info.reason != name => format!("{name} ({}): {}", info.reason, status.message()),
+        _ => format!("{name}: {}", status.message()),
+    }
+}

@@ -43,7 +43,7 @@ fn created<T>(r: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<()
     match r {
         Ok(_) => Ok(()),
         Err(s) if s.code() == Code::AlreadyExists => Ok(()),
-        Err(s) => Err(anyhow::anyhow!("registry call failed: {} {}", s.code(), s.message())),
+        Err(s) => Err(anyhow::anyhow!("registry call failed: {}", super::client::describe(&s))),
     }
 }
 
@@ -207,7 +207,7 @@ pub async fn load_with_dev_credentials(
             .submit_records(request)
             .await
             .map_err(|s| {
-                anyhow::anyhow!("a batch of agency {agency} was refused: {} {}", s.code(), s.message())
+                anyhow::anyhow!("a batch of agency {agency} was refused: {}", super::client::describe(&s))
             })?
             .into_inner();
         stats.records += ok.record_count as u64;

@@ -31,7 +31,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
             weights,
         })
         .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .map_err(|s| anyhow::anyhow!("{}", super::client::describe(&s)))?
         .into_inner();
     if args.json {
         println!("{}", to_json(&report)?);
@@ -51,6 +51,68 @@ pub fn to_json(report: &pb::PartnershipReport) -> anyhow::Result<String> {
         .context("PartnershipReport is not in the contract")?;
     let message = DynamicMessage::decode(descriptor, report.encode_to_vec().as_slice())?;
     Ok(serde_json::to_string_pretty(&message)?)
+}
+
+/// Prose from the server made easy to read: long decimals rounded to four places,
+/// amounts in pence as pounds. (The JSON output keeps every figure exact.)
+pub fn readable(text: &str) -> String {
+    let words: Vec<&str> = text.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        // `A of B pence` and `A pence`: the amounts as pounds.
+        if words.get(i + 1) == Some(&"of")
+            && words.get(i + 3).is_some_and(|p| p.starts_with("pence"))
+            && let (Ok(a), Ok(b)) = (w.parse::<i128>(), words[i + 2].parse::<i128>())
+        {
+            out.push(format!("{} of {}{}", pounds(a), pounds(b), words[i + 3].trim_start_matches("pence")));
+            i += 4;
+            continue;
+        }
+        if words.get(i + 1).is_some_and(|p| p.starts_with("pence"))
+            && let Ok(a) = w.parse::<i128>()
+        {
+            out.push(format!("{}{}", pounds(a), words[i + 1].trim_start_matches("pence")));
+            i += 2;
+            continue;
+        }
+        out.push(round_decimals(w));
+        i += 1;
+    }
+    out.join(" ")
+}
+
+/// A word holding a number with more than four decimals, rounded to four (trailing
+/// punctuation kept).
+fn round_decimals(word: &str) -> String {
+    let end = word.trim_end_matches([')', ',', '.', ';', ':']).len();
+    let (number, rest) = word.split_at(end);
+    let start = number.find(|c: char| c.is_ascii_digit() || c == '-').unwrap_or(number.len());
+    let (lead, digits) = number.split_at(start);
+    match (digits.split_once('.'), digits.parse::<f64>()) {
+        (Some((_, decimals)), Ok(v))
+            if decimals.len() > 4 && decimals.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            format!("{lead}{v:.4}{rest}")
+        }
+        _ => word.to_string(),
+    }
+}
+
+/// Pence as pounds: `£53,292.93`.
+pub fn pounds(pence: i128) -> String {
+    let sign = if pence < 0 { "-" } else { "" };
+    let p = pence.unsigned_abs();
+    let whole = (p / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}£{grouped}.{:02}", p % 100)
 }
 
 fn number(v: Option<f64>) -> String {
@@ -127,7 +189,7 @@ pub fn table(r: &pb::PartnershipReport) -> String {
                 number(i.value),
                 number(i.score),
                 status,
-                i.explanation
+                readable(&i.explanation)
             );
             for t in &i.trust_received_by_agency {
                 let _ = writeln!(out, "      {:<27} {:.4} ({} ties)", t.agency, t.value, t.ties);
@@ -145,18 +207,44 @@ pub fn table(r: &pb::PartnershipReport) -> String {
     let _ = writeln!(out, "\nAlerts:{}", if r.alerts.is_empty() { " none" } else { "" });
     for a in &r.alerts {
         let code = pb::AlertCode::try_from(a.code).map(|c| c.as_str_name()).unwrap_or("?");
-        let _ = writeln!(out, "  {code}: {}", a.message);
+        let _ = writeln!(out, "  {}: {}", code.trim_start_matches("ALERT_CODE_"), readable(&a.message));
     }
     if let Some(cov) = &r.coverage {
-        let kinds: Vec<String> = cov
-            .kinds
-            .iter()
-            .map(|k| {
-                let name = pb::RecordKind::try_from(k.kind).map(|k| k.as_str_name()).unwrap_or("?");
-                format!("{}={}", name.trim_start_matches("RECORD_KIND_").to_lowercase(), k.reporting_members)
-            })
-            .collect();
-        let _ = writeln!(out, "\nCoverage (members reporting, of {}): {}", cov.members, kinds.join(" "));
+        let _ = writeln!(
+            out,
+            "\nCoverage: of the {} members, how many reported each kind of record counting for {} \
+             (period within it; adoptions, endorsements and events dated in it; contracts overlapping it):",
+            cov.members, period.id
+        );
+        for k in &cov.kinds {
+            let name = pb::RecordKind::try_from(k.kind).map(|k| k.as_str_name()).unwrap_or("?");
+            let label = name.trim_start_matches("RECORD_KIND_").to_lowercase().replace('_', " ");
+            let _ = writeln!(out, "   {label:<24} {} of {}", k.reporting_members, cov.members);
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prose_reads_in_pounds_and_short_decimals() {
+        assert_eq!(
+            readable("5329293 of 46143186 pence in scope is pooled (7 agencies)"),
+            "£53,292.93 of £461,431.86 in scope is pooled (7 agencies)"
+        );
+        assert_eq!(
+            readable(
+                "budgets are pooled (share 0.11549469080873609) while only 0.2857142857142857 of members endorse"
+            ),
+            "budgets are pooled (share 0.1155) while only 0.2857 of members endorse"
+        );
+        assert_eq!(readable("mean of 23 answers (1 to 5)"), "mean of 23 answers (1 to 5)");
+        assert_eq!(readable("gap 0.5 and -1.234567,"), "gap 0.5 and -1.2346,");
+        assert_eq!(pounds(5), "£0.05");
+        assert_eq!(pounds(123_456_789), "£1,234,567.89");
+        assert_eq!(pounds(-100), "-£1.00");
+    }
 }

@@ -577,10 +577,12 @@ fn workforce_return(c: &mut Checker, r: WorkforceReturnInput) -> Option<Workforc
     })
 }
 
-const DELIVERIES: &str = "IN_HOUSE, OUTSOURCED";
-const EMPLOYMENTS: &str = "PERMANENT, FIXED_TERM, AGENCY_STAFF";
-const RESTRUCTURING_KINDS: &str =
-    "MERGER, REORGANISATION, LEADERSHIP_CHANGE, OUTSOURCING_TRANSFER, INSOURCING, OTHER";
+// The values as callers spell them (the contract's enum value names).
+const DELIVERIES: &str = "DELIVERY_IN_HOUSE, DELIVERY_OUTSOURCED";
+const EMPLOYMENTS: &str = "EMPLOYMENT_PERMANENT, EMPLOYMENT_FIXED_TERM, EMPLOYMENT_AGENCY_STAFF";
+const RESTRUCTURING_KINDS: &str = "RESTRUCTURING_KIND_MERGER, RESTRUCTURING_KIND_REORGANISATION, \
+     RESTRUCTURING_KIND_LEADERSHIP_CHANGE, RESTRUCTURING_KIND_OUTSOURCING_TRANSFER, \
+     RESTRUCTURING_KIND_INSOURCING, RESTRUCTURING_KIND_OTHER";
 
 fn service_contract(c: &mut Checker, r: ServiceContractInput) -> Option<ServiceContract> {
     let partnership = c.partnership("partnership", &r.partnership);

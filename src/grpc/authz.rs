@@ -36,6 +36,33 @@ pub const RPC_PERMISSIONS: &[(&str, Permission)] = &[
     ("/partnership.v1.ReportService/ExportReports", Permission::ReadReports),
 ];
 
+/// Methods the server offers besides its own RPCs, by path: (service, method).
+const OTHER_METHODS: &[(&str, &str, &str)] = &[
+    ("/grpc.health.v1.Health/Check", "grpc.health.v1.Health", "Check"),
+    ("/grpc.health.v1.Health/Watch", "grpc.health.v1.Health", "Watch"),
+    (
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "grpc.reflection.v1.ServerReflection",
+        "ServerReflectionInfo",
+    ),
+    (
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "ServerReflectionInfo",
+    ),
+];
+
+/// The (service, method) of a path, for telemetry; anything the server does not
+/// offer is `("other", "other")`, so that metrics cannot grow without bound.
+pub fn rpc_name(path: &str) -> (&'static str, &'static str) {
+    if let Some((p, _)) = RPC_PERMISSIONS.iter().find(|(p, _)| *p == path)
+        && let Some((service, method)) = p.trim_start_matches('/').split_once('/')
+    {
+        return (service, method);
+    }
+    OTHER_METHODS.iter().find(|(p, _, _)| *p == path).map_or(("other", "other"), |(_, s, m)| (*s, *m))
+}
+
 /// What a request path is, for the identity layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -135,6 +162,12 @@ mod tests {
         assert_eq!(methods, RPC_PERMISSIONS.len(), "the table lists an RPC the contract does not have");
         assert_eq!(route("/partnership.v1.RegistryService/DeleteAgency"), Route::Unknown);
         assert_eq!(route("/grpc.health.v1.Health/Check"), Route::Health);
+        assert_eq!(
+            rpc_name("/partnership.v1.ReportService/GetPartnershipReport"),
+            ("partnership.v1.ReportService", "GetPartnershipReport")
+        );
+        assert_eq!(rpc_name("/grpc.health.v1.Health/Check"), ("grpc.health.v1.Health", "Check"));
+        assert_eq!(rpc_name("/x.Y/Z"), ("other", "other"));
     }
 
     #[test]

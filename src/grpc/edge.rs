@@ -32,7 +32,10 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use super::connections::{ActiveCall, ConnectionInfo};
-use crate::error::{Error, reason};
+use crate::{
+    error::{Error, reason},
+    telemetry::metrics::metrics,
+};
 
 /// Limits of the edge layer; see `serve --help` for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +141,7 @@ impl Shedding {
     }
 
     fn answer(&self, limits: &EdgeLimits, streaming: bool) -> Response<tonic::body::Body> {
+        metrics().shed(if streaming { "streams" } else { "in_flight" });
         let delay = self.delay();
         let step = delay.as_millis().div_ceil(50) as u64 * 50;
         let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
@@ -437,6 +441,7 @@ fn track(
         // The previous message has been handed on whole.
         budget.release(std::mem::take(reserved));
         if len > max {
+            metrics().shed("message_size");
             return Err(Error::resource_exhausted(
                 reason::MESSAGE_TOO_LARGE,
                 format!("a request message of {len} bytes is larger than this method's limit of {max} bytes"),
@@ -445,6 +450,7 @@ fn track(
             .with_metadata("max_message_bytes", max.to_string()));
         }
         if !budget.reserve(len) {
+            metrics().shed("memory");
             return Err(Error::resource_exhausted(
                 reason::MEMORY_BUDGET,
                 format!(

@@ -24,6 +24,7 @@ use super::{
 };
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::errors::{ERROR_DOMAIN, library_status};
 use crate::{
@@ -152,17 +153,36 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (service, method) = authz::rpc_name(req.uri().path());
+        // The OpenTelemetry RPC conventions: a SERVER span named service/method.
         let span = tracing::info_span!(
             "rpc",
-            rpc.method = req.uri().path(),
+            otel.name = %req.uri().path().trim_start_matches('/'),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
             rpc.grpc.status_code = Empty,
+            server.address = Empty,
+            server.port = Empty,
             latency_ms = Empty,
         );
+        if !span.is_disabled() {
+            if let Some(local) = ConnectionInfo::of(req.extensions()).and_then(|c| c.local_addr) {
+                span.record("server.address", tracing::field::display(local.ip()));
+                span.record("server.port", local.port());
+            }
+            // A caller's trace is continued: this span's parent is the caller's span.
+            if req.headers().contains_key("traceparent") {
+                let _ = span.set_parent(crate::telemetry::caller_context(req.headers()));
+            }
+        }
         let inner = {
             let _entered = span.enter();
             self.inner.call(req)
         };
-        TracedFuture { inner, call: Some(Call { span, start: Instant::now() }) }
+        TracedFuture { inner, call: Some(Call { span, start: Instant::now(), service, method }) }
     }
 }
 
@@ -171,6 +191,8 @@ where
 struct Call {
     span: Span,
     start: Instant,
+    service: &'static str,
+    method: &'static str,
 }
 
 /// What a finished call's status says about whose fault a failure was.
@@ -185,9 +207,23 @@ enum Outcome {
 
 impl Call {
     fn finish(self, code: i32, outcome: Outcome) {
-        let latency_ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.start.elapsed();
+        crate::telemetry::metrics::metrics().rpc(self.service, self.method, code, elapsed);
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
         self.span.record("rpc.grpc.status_code", code);
         self.span.record("latency_ms", latency_ms);
+        // The conventions' server-side errors: the ones a server is answerable for.
+        if matches!(
+            Code::from(code),
+            Code::Unknown
+                | Code::DeadlineExceeded
+                | Code::Unimplemented
+                | Code::Internal
+                | Code::Unavailable
+                | Code::DataLoss
+        ) {
+            self.span.record("otel.status_code", "ERROR");
+        }
         let code_name = format!("{:?}", tonic::Code::from(code));
         match outcome {
             Outcome::ServerFault => warn!(parent: &self.span, code, %code_name, latency_ms, "rpc failed"),

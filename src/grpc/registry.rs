@@ -34,9 +34,10 @@ impl RegistryApi {
     }
 }
 
-const SECTORS: &str =
-    "NHS_BODY, LOCAL_AUTHORITY, PRIVATE_PROVIDER, VOLUNTARY_OR_COMMUNITY_ORGANISATION, OTHER_PUBLIC_BODY";
-const ROLES: &str = "LEAD, MEMBER";
+// The values as callers spell them in JSON and in every gRPC tool.
+const SECTORS: &str = "SECTOR_NHS_BODY, SECTOR_LOCAL_AUTHORITY, SECTOR_PRIVATE_PROVIDER, \
+                       SECTOR_VOLUNTARY_OR_COMMUNITY_ORGANISATION, SECTOR_OTHER_PUBLIC_BODY";
+const ROLES: &str = "ROLE_LEAD, ROLE_MEMBER";
 
 fn sector_from_pb(v: i32) -> Option<Sector> {
     Some(match pb::Sector::try_from(v).ok()? {

@@ -20,7 +20,7 @@ use tonic::{
     server::{Grpc, NamedService},
 };
 use tonic_prost::ProstDecoder;
-use tracing::{Instrument, instrument, warn};
+use tracing::{Instrument, info_span, instrument, warn};
 
 use super::{authz, pagination::PageLimits, records::record_kind_to_pb, report_cache::ReportCache};
 use crate::{
@@ -32,6 +32,7 @@ use crate::{
     },
     pb,
     storage::{PageRequest, Store},
+    telemetry::metrics::metrics,
 };
 
 /// Reports per page of a series.
@@ -91,6 +92,7 @@ async fn reports(
             None => missing.push((i, version)),
         }
     }
+    metrics().report_cache((items.len() - missing.len()) as u64, missing.len() as u64);
     let (Some(from), Some(to)) = (
         missing.iter().map(|&(i, _)| items[i].1.start()).min(),
         missing.iter().map(|&(i, _)| items[i].1.end()).max(),
@@ -103,12 +105,19 @@ async fn reports(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let data = store.report_data(&ids, from, to).await?;
+    let read = info_span!(
+        "storage.report_data",
+        otel.kind = "client",
+        db.system.name = store.backend(),
+        partnerships = ids.len()
+    );
+    let data = store.report_data(&ids, from, to).instrument(read).await?;
     for (i, version) in missing {
         let (partnership, period) = &items[i];
         let Ok(at) = ids.binary_search(partnership) else { continue };
         let d = &data[at];
-        let report = indicators::compute(partnership, *period, &d.memberships, &d.records, options);
+        let report = info_span!("report.compute", partnership = %partnership, period = %period)
+            .in_scope(|| indicators::compute(partnership, *period, &d.memberships, &d.records, options));
         let encoded = Bytes::from(report_to_pb(&report).encode_to_vec());
         cache.put((partnership.clone(), *period, options_key.clone()), version, encoded.clone());
         out[i] = Some(encoded);

@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::server::{Grpc, NamedService};
 use tonic::{Status, Streaming};
 use tonic_prost::ProstCodec;
-use tracing::{Instrument, debug, instrument, warn};
+use tracing::{Instrument, debug, info_span, instrument, warn};
 
 use super::{
     authz::{self, Grant},
@@ -22,14 +22,16 @@ use super::{
 use crate::{
     domain::{
         Idempotency,
+        audit::WriteContext,
         check::{CheckedBatch, References, check_batch_shape, check_records},
-        records::RecordKey,
+        records::{RecordKey, RecordKind},
         submission::{RecordFilter, SubmitOutcome},
     },
     error::{Code, Error, FieldViolation, Result, reason},
     pb,
     startup::MAX_MESSAGE_BYTES,
     storage::Store,
+    telemetry::metrics::metrics,
 };
 
 /// The idempotency method name of a batch, whether it came unary or streamed: the same
@@ -54,10 +56,14 @@ impl SubmissionApi {
 
     /// Checks and stores one batch: the one path for unary and streamed batches.
     async fn submit_batch(&self, grant: &Grant, batch: IncomingBatch) -> Result<SubmitOutcome> {
-        match self.prepare_batch(grant, batch).await? {
-            Prepared::Done(outcome) => Ok(outcome),
-            Prepared::Ready(checked, idem) => self.store.submit_records(checked, grant.write(idem)).await,
-        }
+        let kinds = kinds_of(&batch.records);
+        let result = match self.prepare_batch(grant, batch).await {
+            Ok(Prepared::Done(outcome)) => return Ok(outcome),
+            Ok(Prepared::Ready(checked, idem)) => commit(&self.store, checked, grant.write(idem)).await,
+            Err(e) => Err(e),
+        };
+        count(&kinds, &result);
+        result
     }
 
     /// Everything about a batch that needs no write: request checks, the caller's
@@ -99,18 +105,63 @@ impl SubmissionApi {
     }
 }
 
+/// A batch's records by kind (in `RecordKind::ALL` order), for the metrics.
+type KindCounts = [u32; 9];
+
+fn kinds_of(records: &[pb::Record]) -> KindCounts {
+    use pb::record::Kind;
+    let mut counts = [0u32; 9];
+    for r in records {
+        let kind = match &r.kind {
+            None => continue,
+            Some(Kind::WorkforceReturn(_)) => RecordKind::WorkforceReturn,
+            Some(Kind::ServiceContract(_)) => RecordKind::ServiceContract,
+            Some(Kind::TeamComposition(_)) => RecordKind::TeamComposition,
+            Some(Kind::SurveyResponse(_)) => RecordKind::SurveyResponse,
+            Some(Kind::RelationshipRating(_)) => RecordKind::RelationshipRating,
+            Some(Kind::PrinciplesAdoption(_)) => RecordKind::PrinciplesAdoption,
+            Some(Kind::PrinciplesEndorsement(_)) => RecordKind::PrinciplesEndorsement,
+            Some(Kind::RestructuringEvent(_)) => RecordKind::RestructuringEvent,
+            Some(Kind::BudgetContribution(_)) => RecordKind::BudgetContribution,
+        };
+        if let Some(i) = RecordKind::ALL.iter().position(|k| *k == kind) {
+            counts[i] += 1;
+        }
+    }
+    counts
+}
+
+/// Counts a batch's records as accepted or, when the batch was refused for what it
+/// holds, rejected (a server fault counts as neither).
+fn count(kinds: &KindCounts, result: &Result<SubmitOutcome>) {
+    let named: Vec<(&'static str, u64)> =
+        RecordKind::ALL.iter().zip(kinds).map(|(k, n)| (k.snake_name(), u64::from(*n))).collect();
+    match result {
+        Ok(_) => metrics().records(true, &named),
+        Err(e) if !matches!(e.code, Code::Internal | Code::Unavailable) => metrics().records(false, &named),
+        Err(_) => {}
+    }
+}
+
+/// Stores a checked batch: the storage transaction, as a span of its own.
+async fn commit(store: &Arc<dyn Store>, checked: CheckedBatch, ctx: WriteContext) -> Result<SubmitOutcome> {
+    let span = info_span!("storage.submit_records", otel.kind = "client", db.system.name = store.backend());
+    store.submit_records(checked, ctx).instrument(span).await
+}
+
 /// What the reading stage of a stream hands the writing stage.
 enum Staged {
     Batch {
         batch_index: i64,
         request_id: String,
+        kinds: KindCounts,
         prepared: Result<Prepared>,
     },
     /// No more batches are taken: the server is shutting down or the stream could
     /// not be read. Batches from `resume_at` on were not taken.
     Stop {
         resume_at: i64,
-        cause: Status,
+        cause: Box<Status>,
     },
 }
 
@@ -173,7 +224,7 @@ impl SubmissionApi {
                     let next = tokio::select! {
                         biased;
                         () = shutdown_begun(&mut draining) => {
-                            let cause = Error::unavailable("the server is shutting down").into();
+                            let cause = Box::new(Error::unavailable("the server is shutting down").into());
                             let _ = staged_tx.send(Staged::Stop { resume_at: batch_index, cause }).await;
                             break;
                         }
@@ -184,13 +235,16 @@ impl SubmissionApi {
                         Ok(None) => break,
                         Err(cause) => {
                             debug!(%cause, batch_index, "an ingest stream could not be read");
-                            let _ = staged_tx.send(Staged::Stop { resume_at: batch_index, cause }).await;
+                            let _ = staged_tx
+                                .send(Staged::Stop { resume_at: batch_index, cause: Box::new(cause) })
+                                .await;
                             break;
                         }
                     };
                     let request_id = batch.request_id.clone();
+                    let kinds = kinds_of(&batch.records);
                     let prepared = api.prepare_batch(&grant, batch).await;
-                    let item = Staged::Batch { batch_index, request_id, prepared };
+                    let item = Staged::Batch { batch_index, request_id, kinds, prepared };
                     if staged_tx.send(item).await.is_err() {
                         // The writer ended the stream.
                         break;
@@ -203,22 +257,29 @@ impl SubmissionApi {
         let store = self.store.clone();
         tokio::spawn(
             async move {
+                let _open = metrics().stream_opened();
                 while let Some(item) = staged.recv().await {
-                    let (batch_index, request_id, prepared) = match item {
+                    let (batch_index, request_id, kinds, prepared) = match item {
                         Staged::Stop { resume_at, cause } => {
                             let _ = acks.send(Err(stream_ended(&cause, resume_at))).await;
                             break;
                         }
-                        Staged::Batch { batch_index, request_id, prepared } => {
-                            (batch_index, request_id, prepared)
+                        Staged::Batch { batch_index, request_id, kinds, prepared } => {
+                            (batch_index, request_id, kinds, prepared)
                         }
                     };
                     let outcome = match prepared {
                         Ok(Prepared::Done(outcome)) => Ok(outcome),
                         Ok(Prepared::Ready(checked, idem)) => {
-                            store.submit_records(checked, writer_grant.write(idem)).await
+                            let result = commit(&store, checked, writer_grant.write(idem)).await;
+                            count(&kinds, &result);
+                            result
                         }
-                        Err(e) => Err(e),
+                        Err(e) => {
+                            let result = Err(e);
+                            count(&kinds, &result);
+                            result
+                        }
                     };
                     let result = match outcome {
                         Ok(outcome) => pb::ingest_records_response::Result::Accepted(outcome_to_pb(outcome)),
@@ -258,7 +319,7 @@ impl SubmissionApi {
         let agency = optional_id(&mut f, "agency", &req.agency);
         let kind = record_kind_filter(req.kind);
         if kind.is_none() {
-            f.fail("kind", "must be a known RecordKind");
+            f.fail("kind", "must be a RECORD_KIND_ value, such as RECORD_KIND_SURVEY_RESPONSE");
         }
         let start = if req.start_period.is_empty() {
             Some(None)

@@ -139,6 +139,23 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Closes connections; later calls fail.
     async fn close(&self);
+
+    /// The connections of the store's pool, for `db.client.connection.count`.
+    fn pool_usage(&self) -> crate::telemetry::metrics::PoolUsage;
+}
+
+/// A store's pool, watched by the metrics.
+#[derive(Debug)]
+pub struct ObservedPool(pub Arc<dyn Store>);
+
+impl crate::telemetry::metrics::PoolObserved for ObservedPool {
+    fn pool_name(&self) -> &'static str {
+        self.0.backend()
+    }
+
+    fn pool_usage(&self) -> crate::telemetry::metrics::PoolUsage {
+        self.0.pool_usage()
+    }
 }
 
 /// Opens the store a database URL names and brings its schema up to date:
@@ -149,6 +166,29 @@ pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
         Backend::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(&path).await?)),
         Backend::Postgres => Ok(Arc::new(postgres::PostgresStore::open(database_url).await?)),
     }
+}
+
+/// [`open`], first waiting up to `wait` for a PostgreSQL server to answer (containers
+/// start in any order): each failed attempt is logged at WARN with its cause.
+pub async fn open_waiting(database_url: &str, wait: std::time::Duration) -> anyhow::Result<Arc<dyn Store>> {
+    if Backend::of(database_url)? == Backend::Postgres {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match postgres::PostgresStore::probe(database_url).await {
+                Ok(()) => break,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "PostgreSQL is not reachable yet; retrying for up to {} s in all",
+                        wait.as_secs()
+                    );
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    open(database_url).await
 }
 
 /// Recomputes the audit chain of the database a URL names, without migrating it or
@@ -309,6 +349,23 @@ impl KnownIdCache {
             known.partnerships.insert(id);
         }
     }
+}
+
+/// A connection from a pool, the wait recorded (`db.client.connection.wait_time`).
+pub(crate) async fn acquire<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    name: &'static str,
+) -> Result<sqlx::pool::PoolConnection<DB>> {
+    let started = std::time::Instant::now();
+    let conn = pool.acquire().await?;
+    crate::telemetry::metrics::metrics().connection_wait(name, started.elapsed());
+    Ok(conn)
+}
+
+/// What `db.client.connection.count` says of a pool.
+pub(crate) fn pool_usage<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> crate::telemetry::metrics::PoolUsage {
+    let idle = pool.num_idle() as u64;
+    crate::telemetry::metrics::PoolUsage { used: u64::from(pool.size()).saturating_sub(idle), idle }
 }
 
 /// Maps a unique-key violation to ALREADY_EXISTS and anything else to an internal

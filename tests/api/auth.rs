@@ -774,7 +774,7 @@ async fn tls_without_client_certificates_serves_tokens_over_tls() {
 async fn a_public_address_needs_tls_and_authentication_unless_explicitly_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
-    let open = Settings::new("0.0.0.0:0".parse().unwrap(), url.clone());
+    let open = Settings::new("0.0.0.0:0", url.clone());
     let err = Application::build(open.clone()).await.err().expect("refused").to_string();
     assert!(
         err.contains("TLS")
@@ -786,7 +786,7 @@ async fn a_public_address_needs_tls_and_authentication_unless_explicitly_allowed
     let mut allowed = open;
     allowed.security.insecure_allow_unauthenticated = true;
     assert!(Application::build(allowed).await.is_ok());
-    let loopback = Settings::new("127.0.0.1:0".parse().unwrap(), url);
+    let loopback = Settings::new("127.0.0.1:0", url);
     assert!(Application::build(loopback).await.is_ok(), "local development keeps working");
 }
 

@@ -191,7 +191,7 @@ pub async fn spawn_app_on(backend: Backend, shutdown_grace: Duration) -> TestApp
 pub async fn spawn_app_configured(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
     init_tracing();
     let db = TestDatabase::new(backend).await;
-    let mut settings = Settings::new("127.0.0.1:0".parse().expect("address"), db.url.clone());
+    let mut settings = Settings::new("127.0.0.1:0", db.url.clone());
     settings.shutdown_grace = Duration::from_secs(5);
     settings.report_cache_mib = 16;
     configure(&mut settings);

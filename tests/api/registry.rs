@@ -579,3 +579,14 @@ async fn control_characters_in_text_are_refused_on_every_backend() {
         .unwrap();
 }
 }
+
+backend_test! {
+async fn an_enum_error_names_the_values_as_callers_spell_them() {
+    let app = spawn_app().await;
+    let err = app.registry().create_agency(agency_request("nhs-z", "Z", 0, "")).await.unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "INVALID_REQUEST", &["agency.sector"]);
+    let details = tonic_types::StatusExt::get_error_details(&err);
+    let description = &details.bad_request().unwrap().field_violations[0].description;
+    assert!(description.contains("SECTOR_NHS_BODY") && description.contains("SECTOR_OTHER_PUBLIC_BODY"), "{description}");
+}
+}

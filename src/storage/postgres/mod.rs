@@ -54,16 +54,17 @@ fn redact_secrets(s: &str) -> String {
 const MAX_CONNECTIONS: u32 = 16;
 
 impl PostgresStore {
-    /// Connects and brings the schema up to date. sqlx holds a PostgreSQL advisory
-    /// lock while migrating, so replicas starting together apply each migration once.
-    pub async fn open(url: &str) -> anyhow::Result<PostgresStore> {
-        let options = PgConnectOptions::from_str(url)
+    fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
+        Ok(PgConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("reading the PostgreSQL URL: {}", redact_secrets(&e.to_string())))?
-            .application_name("partnership-metrics");
-        // One connection first, briefly: an unreachable server or bad credentials are
-        // reported at once, with the cause, instead of after the pool's timeout.
+            .application_name("partnership-metrics"))
+    }
+
+    /// One connection, briefly: an unreachable server or bad credentials are reported
+    /// at once, with the cause, instead of after the pool's timeout.
+    async fn first_connection(options: &PgConnectOptions) -> anyhow::Result<()> {
         let where_ = format!("{}:{}", options.get_host(), options.get_port());
-        match tokio::time::timeout(FIRST_CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+        match tokio::time::timeout(FIRST_CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
             Err(_) => anyhow::bail!(
                 "connecting to PostgreSQL at {where_}: no answer within {} s",
                 FIRST_CONNECT_TIMEOUT.as_secs()
@@ -73,8 +74,21 @@ impl PostgresStore {
             }
             Ok(Ok(conn)) => {
                 let _ = conn.close().await;
+                Ok(())
             }
         }
+    }
+
+    /// Whether the server the URL names answers now.
+    pub async fn probe(url: &str) -> anyhow::Result<()> {
+        Self::first_connection(&Self::options(url)?).await
+    }
+
+    /// Connects and brings the schema up to date. sqlx holds a PostgreSQL advisory
+    /// lock while migrating, so replicas starting together apply each migration once.
+    pub async fn open(url: &str) -> anyhow::Result<PostgresStore> {
+        let options = Self::options(url)?;
+        Self::first_connection(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
@@ -87,6 +101,12 @@ impl PostgresStore {
             .map_err(|e| anyhow::anyhow!("migrating the PostgreSQL database: {e}"))?;
         info!("PostgreSQL database open and migrated");
         Ok(PostgresStore { pool, known: Arc::default() })
+    }
+}
+
+impl PostgresStore {
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        super::acquire(&self.pool, "postgres").await
     }
 }
 
@@ -213,12 +233,13 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
         Ok(())
     }
 
     async fn create_agency(&self, agency: NewAgency, ctx: &WriteContext) -> Result<Agency> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if let Some(idem) = &ctx.idem
             && let Claim::Replayed(done) = claim(&mut tx, idem).await?
         {
@@ -257,7 +278,7 @@ impl Store for PostgresStore {
     async fn get_agency(&self, id: &Id) -> Result<Option<Agency>> {
         let row = sqlx::query("SELECT id, display_name, sector, create_time FROM agencies WHERE id = $1")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(rows::agency).transpose()
     }
@@ -268,7 +289,7 @@ impl Store for PostgresStore {
         )
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(limit(&page))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(rows::agency).collect()
     }
@@ -278,7 +299,8 @@ impl Store for PostgresStore {
         partnership: NewPartnership,
         ctx: &WriteContext,
     ) -> Result<Partnership> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if let Some(idem) = &ctx.idem
             && let Claim::Replayed(done) = claim(&mut tx, idem).await?
         {
@@ -320,7 +342,7 @@ impl Store for PostgresStore {
         let row =
             sqlx::query("SELECT id, display_name, purpose, create_time FROM partnerships WHERE id = $1")
                 .bind(id.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.conn().await?)
                 .await?;
         row.as_ref().map(rows::partnership).transpose()
     }
@@ -331,7 +353,7 @@ impl Store for PostgresStore {
         )
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(limit(&page))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(rows::partnership).collect()
     }
@@ -345,7 +367,7 @@ impl Store for PostgresStore {
         .bind(agency.as_str())
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(limit(&page))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(rows::partnership).collect()
     }
@@ -357,7 +379,7 @@ impl Store for PostgresStore {
         let found = sqlx::query("SELECT 1 FROM memberships WHERE partnership_id = $1 AND agency_id = $2")
             .bind(partnership.as_str())
             .bind(agency.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?
             .is_some();
         if found {
@@ -367,7 +389,8 @@ impl Store for PostgresStore {
     }
 
     async fn create_membership(&self, membership: NewMembership, ctx: &WriteContext) -> Result<Membership> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if let Some(idem) = &ctx.idem
             && let Claim::Replayed(done) = claim(&mut tx, idem).await?
         {
@@ -424,7 +447,8 @@ impl Store for PostgresStore {
         patch: MembershipPatch,
         ctx: &WriteContext,
     ) -> Result<Membership> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         lock_principles(&mut tx, partnership.as_str()).await?;
         let row = sqlx::query(concat!(
             "SELECT ",
@@ -470,7 +494,7 @@ impl Store for PostgresStore {
         .bind(partnership.as_str())
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(limit(&page))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(rows::membership).collect()
     }
@@ -480,7 +504,7 @@ impl Store for PostgresStore {
     }
 
     async fn replay_submission(&self, idem: &Idempotency) -> Result<Option<SubmitOutcome>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         stored_response(&mut conn, idem).await
     }
 
@@ -495,7 +519,7 @@ impl Store for PostgresStore {
     async fn record_reporting_agency(&self, key: &RecordKey) -> Result<Option<Id>> {
         let row = sqlx::query("SELECT reporting_agency FROM records WHERE key = $1")
             .bind(key.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.map(|r| rows::id_col(&r, 0)).transpose()
     }
@@ -514,7 +538,7 @@ impl Store for PostgresStore {
         let found: HashMap<String, i64> =
             sqlx::query_as("SELECT id, data_version FROM partnerships WHERE id = ANY($1)")
                 .bind(&ids)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await?
                 .into_iter()
                 .collect();
@@ -522,7 +546,10 @@ impl Store for PostgresStore {
     }
 
     async fn verify_audit(&self) -> Result<std::result::Result<ChainSummary, ChainBreak>> {
-        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+        let mut conn = self.conn().await?;
+        let mut tx =
+            sqlx::Connection::begin_with(&mut *conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
         let verdict = audit::verify_postgres(&mut tx).await?;
         tx.commit().await?;
         Ok(verdict)
@@ -531,12 +558,16 @@ impl Store for PostgresStore {
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {
         let done = sqlx::query("DELETE FROM request_log WHERE create_time < $1")
             .bind(older_than.0)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected())
     }
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn pool_usage(&self) -> crate::telemetry::metrics::PoolUsage {
+        super::pool_usage(&self.pool)
     }
 }

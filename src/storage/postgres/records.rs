@@ -47,7 +47,7 @@ impl PostgresStore {
             "agencies" => "SELECT id FROM agencies WHERE id = ANY($1)",
             _ => "SELECT id FROM partnerships WHERE id = ANY($1)",
         };
-        let rows = sqlx::query(sql).bind(&names).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql).bind(&names).fetch_all(&mut *self.conn().await?).await?;
         rows.iter().map(|r| id_col(r, 0)).collect()
     }
 
@@ -71,7 +71,8 @@ impl PostgresStore {
     async fn try_submit(&self, batch: &CheckedBatch, ctx: &WriteContext) -> Result<SubmitOutcome> {
         let idem = ctx.idem.as_ref();
         let query = batch.fact_query();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if let Some(idem) = idem
             && let Claim::Replayed(done) = claim(&mut tx, idem).await?
         {
@@ -176,7 +177,7 @@ impl PostgresStore {
                 Bind::Int(i) => q.bind(i),
             };
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&mut *self.conn().await?).await?;
         rows.iter()
             .map(|row| {
                 Ok(StoredRecord {
@@ -206,7 +207,7 @@ impl PostgresStore {
         .bind(key.as_str())
         .bind(after)
         .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(|row| rows::revision(key, row)).collect()
     }
@@ -219,7 +220,10 @@ impl PostgresStore {
     ) -> Result<Vec<ReportData>> {
         let ids: Vec<&str> = partnerships.iter().map(Id::as_str).collect();
         // One snapshot for memberships and records.
-        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+        let mut conn = self.conn().await?;
+        let mut tx =
+            sqlx::Connection::begin_with(&mut *conn, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
         let memberships = sqlx::query(concat!(
             "SELECT ",
             membership_columns!(),

@@ -112,7 +112,9 @@ impl Writer {
         batch: &CheckedBatch,
         ctx: &WriteContext,
     ) -> Result<(SubmitOutcome, Vec<(String, i64)>)> {
+        let waiting = std::time::Instant::now();
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        crate::telemetry::metrics::metrics().connection_wait("sqlite-writer", waiting.elapsed());
         if guard.is_none() {
             *guard = Some(open(&self.path, false)?);
         }

@@ -103,8 +103,8 @@ impl SqliteStore {
         }
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        super::acquire(&self.pool, "sqlite").await
     }
 }
 
@@ -172,12 +172,13 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
         Ok(())
     }
 
     async fn create_agency(&self, agency: NewAgency, ctx: &WriteContext) -> Result<Agency> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         if let Some(idem) = &ctx.idem
             && let Some(done) = replay(&mut tx, idem).await?
         {
@@ -216,7 +217,7 @@ impl Store for SqliteStore {
     async fn get_agency(&self, id: &Id) -> Result<Option<Agency>> {
         let row = sqlx::query("SELECT id, display_name, sector, create_time FROM agencies WHERE id = ?")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(rows::agency).transpose()
     }
@@ -227,7 +228,7 @@ impl Store for SqliteStore {
         )
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(limit(&page))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(rows::agency).collect()
     }
@@ -237,7 +238,8 @@ impl Store for SqliteStore {
         partnership: NewPartnership,
         ctx: &WriteContext,
     ) -> Result<Partnership> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         if let Some(idem) = &ctx.idem
             && let Some(done) = replay(&mut tx, idem).await?
         {
@@ -277,7 +279,7 @@ impl Store for SqliteStore {
     async fn get_partnership(&self, id: &Id) -> Result<Option<Partnership>> {
         let row = sqlx::query("SELECT id, display_name, purpose, create_time FROM partnerships WHERE id = ?")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(rows::partnership).transpose()
     }
@@ -288,7 +290,7 @@ impl Store for SqliteStore {
         )
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(limit(&page))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(rows::partnership).collect()
     }
@@ -302,7 +304,7 @@ impl Store for SqliteStore {
         .bind(agency.as_str())
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(limit(&page))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(rows::partnership).collect()
     }
@@ -314,7 +316,7 @@ impl Store for SqliteStore {
         let found = sqlx::query("SELECT 1 FROM memberships WHERE partnership_id = ? AND agency_id = ?")
             .bind(partnership.as_str())
             .bind(agency.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?
             .is_some();
         if found {
@@ -324,7 +326,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_membership(&self, membership: NewMembership, ctx: &WriteContext) -> Result<Membership> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         if let Some(idem) = &ctx.idem
             && let Some(done) = replay(&mut tx, idem).await?
         {
@@ -381,7 +384,8 @@ impl Store for SqliteStore {
         patch: MembershipPatch,
         ctx: &WriteContext,
     ) -> Result<Membership> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             membership_columns!(),
@@ -427,7 +431,7 @@ impl Store for SqliteStore {
         .bind(partnership.as_str())
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(limit(&page))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(rows::membership).collect()
     }
@@ -469,14 +473,16 @@ impl Store for SqliteStore {
 
     async fn verify_audit(&self) -> Result<std::result::Result<ChainSummary, ChainBreak>> {
         // One read transaction: one snapshot of the head and the entries.
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let verdict = audit::verify_sqlite(&mut tx).await?;
         tx.commit().await?;
         Ok(verdict)
     }
 
     async fn purge_request_log(&self, older_than: Timestamp) -> Result<u64> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         let done = sqlx::query("DELETE FROM request_log WHERE create_time < ?")
             .bind(older_than.0)
             .execute(&mut *tx)
@@ -487,6 +493,10 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn pool_usage(&self) -> crate::telemetry::metrics::PoolUsage {
+        super::pool_usage(&self.pool)
     }
 }
 

@@ -44,7 +44,7 @@ impl SqliteStore {
             for id in chunk {
                 query = query.bind(id.as_str());
             }
-            for row in query.fetch_all(&self.pool).await? {
+            for row in query.fetch_all(&mut *self.conn().await?).await? {
                 found.push(id_col(&row, 0)?);
             }
         }
@@ -52,7 +52,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn replay_submission_impl(&self, idem: &Idempotency) -> Result<Option<SubmitOutcome>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         replay(&mut conn, idem).await
     }
 
@@ -83,7 +83,7 @@ impl SqliteStore {
                 Bind::Int(i) => q.bind(i),
             };
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&mut *self.conn().await?).await?;
         rows.iter()
             .map(|row| {
                 let content: Vec<u8> = row.try_get(1)?;
@@ -100,7 +100,7 @@ impl SqliteStore {
     pub(super) async fn record_reporting_agency_impl(&self, key: &RecordKey) -> Result<Option<Id>> {
         let row = sqlx::query("SELECT reporting_agency FROM records WHERE key = ?")
             .bind(key.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.map(|r| id_col(&r, 0)).transpose()
     }
@@ -122,7 +122,7 @@ impl SqliteStore {
         .bind(key.as_str())
         .bind(after)
         .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(|row| rows::revision(key, row)).collect()
     }
