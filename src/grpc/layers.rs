@@ -171,7 +171,7 @@ where
         if !span.is_disabled() {
             if let Some(local) = ConnectionInfo::of(req.extensions()).and_then(|c| c.local_addr) {
                 span.record("server.address", tracing::field::display(local.ip()));
-                span.record("server.port", local.port());
+                span.record("server.port", i64::from(local.port()));
             }
             // A caller's trace is continued: this span's parent is the caller's span.
             if req.headers().contains_key("traceparent") {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use tracing::instrument;
 
 use super::{
     authz,
@@ -152,7 +151,6 @@ fn unknown_partnership(id: &crate::domain::Id) -> Error {
 
 #[tonic::async_trait]
 impl RegistryService for RegistryApi {
-    #[instrument(skip_all)]
     async fn create_agency(
         &self,
         request: Request<pb::CreateAgencyRequest>,
@@ -175,7 +173,6 @@ impl RegistryService for RegistryApi {
         Ok(Response::new(agency_to_pb(created)))
     }
 
-    #[instrument(skip_all)]
     async fn get_agency(
         &self,
         request: Request<pb::GetAgencyRequest>,
@@ -197,7 +194,6 @@ impl RegistryService for RegistryApi {
         }
     }
 
-    #[instrument(skip_all)]
     async fn list_agencies(
         &self,
         request: Request<pb::ListAgenciesRequest>,
@@ -220,7 +216,6 @@ impl RegistryService for RegistryApi {
         }))
     }
 
-    #[instrument(skip_all)]
     async fn create_partnership(
         &self,
         request: Request<pb::CreatePartnershipRequest>,
@@ -243,7 +238,6 @@ impl RegistryService for RegistryApi {
         Ok(Response::new(partnership_to_pb(created)))
     }
 
-    #[instrument(skip_all)]
     async fn get_partnership(
         &self,
         request: Request<pb::GetPartnershipRequest>,
@@ -260,7 +254,6 @@ impl RegistryService for RegistryApi {
         }
     }
 
-    #[instrument(skip_all)]
     async fn list_partnerships(
         &self,
         request: Request<pb::ListPartnershipsRequest>,
@@ -279,7 +272,6 @@ impl RegistryService for RegistryApi {
         }))
     }
 
-    #[instrument(skip_all)]
     async fn create_membership(
         &self,
         request: Request<pb::CreateMembershipRequest>,
@@ -336,7 +328,6 @@ impl RegistryService for RegistryApi {
         Ok(Response::new(membership_to_pb(created)))
     }
 
-    #[instrument(skip_all)]
     async fn update_membership(
         &self,
         request: Request<pb::UpdateMembershipRequest>,
@@ -394,7 +385,6 @@ impl RegistryService for RegistryApi {
         Ok(Response::new(membership_to_pb(updated)))
     }
 
-    #[instrument(skip_all)]
     async fn list_memberships(
         &self,
         request: Request<pb::ListMembershipsRequest>,

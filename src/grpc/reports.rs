@@ -20,7 +20,7 @@ use tonic::{
     server::{Grpc, NamedService},
 };
 use tonic_prost::ProstDecoder;
-use tracing::{Instrument, info_span, instrument, warn};
+use tracing::{Instrument, info_span, warn};
 
 use super::{authz, pagination::PageLimits, records::record_kind_to_pb, report_cache::ReportCache};
 use crate::{
@@ -168,7 +168,6 @@ impl ReportApi {
     }
 
     /// GetPartnershipReport, answered with an encoded PartnershipReport.
-    #[instrument(skip_all)]
     pub async fn get(&self, access: &Access, req: pb::GetPartnershipReportRequest) -> Result<Bytes> {
         let mut violations = Vec::new();
         let partnership = parse_id("partnership", &req.partnership, &mut violations);
@@ -193,7 +192,6 @@ impl ReportApi {
     }
 
     /// ListPartnershipReports, answered with an encoded ListPartnershipReportsResponse.
-    #[instrument(skip_all)]
     pub async fn list(&self, access: &Access, req: pb::ListPartnershipReportsRequest) -> Result<Bytes> {
         let mut violations = Vec::new();
         let partnership = parse_id("partnership", &req.partnership, &mut violations);
@@ -254,7 +252,6 @@ impl ReportApi {
     }
 
     /// ExportReports: a stream of encoded ExportReportsResponse messages.
-    #[instrument(skip_all)]
     pub async fn export(&self, access: &Access, req: pb::ExportReportsRequest) -> Result<ExportStream> {
         let mut violations = Vec::new();
         let period = parse_period("period", &req.period, &mut violations);

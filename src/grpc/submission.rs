@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::server::{Grpc, NamedService};
 use tonic::{Status, Streaming};
 use tonic_prost::ProstCodec;
-use tracing::{Instrument, debug, info_span, instrument, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 use super::{
     authz::{self, Grant},
@@ -194,7 +194,6 @@ type IngestStream = Pin<Box<dyn Stream<Item = Result<pb::IngestRecordsResponse, 
 
 impl SubmissionApi {
     /// SubmitRecords.
-    #[instrument(skip_all, fields(records = batch.shape.records))]
     pub async fn submit_records(
         &self,
         grant: &Grant,
@@ -305,7 +304,6 @@ impl SubmissionApi {
     }
 
     /// ListRecords.
-    #[instrument(skip_all)]
     pub async fn list_records(
         &self,
         grant: &Grant,
@@ -370,7 +368,6 @@ impl SubmissionApi {
     }
 
     /// ListRecordRevisions.
-    #[instrument(skip_all)]
     pub async fn list_record_revisions(
         &self,
         grant: &Grant,

@@ -63,7 +63,8 @@ where
         let mut fields = Map::new();
         event.record(&mut Fields(&mut fields));
         line.insert("fields".into(), Value::Object(fields));
-        if let Some(span) = ctx.lookup_current() {
+        // The event's span: its explicit parent, or the current span.
+        if let Some(span) = ctx.event_scope().and_then(|mut scope| scope.next()) {
             let mut current = Map::new();
             current.insert("name".into(), Value::from(span.name()));
             // The span's fields as the fmt layer formatted them (`key=value ...`).

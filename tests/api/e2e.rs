@@ -27,6 +27,8 @@ pub fn tool(var: &str) -> Option<PathBuf> {
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// Every line the server has logged so far (JSON).
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -73,8 +75,16 @@ impl Server {
             }
         };
         // Keep draining the logs so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr, _dir: dir }
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = logs.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(mut kept) = kept.lock() {
+                    kept.push(line);
+                }
+            }
+        });
+        Server { child, addr, logs, _dir: dir }
     }
 
     /// SIGTERM, then the exit status within the grace period.

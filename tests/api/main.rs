@@ -15,4 +15,5 @@ mod registry;
 mod replicas;
 mod reports;
 mod submission;
+mod telemetry;
 mod worked;
