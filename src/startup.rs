@@ -163,9 +163,12 @@ impl Application {
         let jwks_watch = jwt.as_ref().map(JwtVerifier::watch);
         let (health, health_service) = tonic_health::server::health_reporter();
         // Each reflection version also lists the other, since both are served.
+        // The error details too (google.rpc.ErrorInfo, BadRequest, RetryInfo, ...), so
+        // that generic clients can decode the details of a failed call.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
         let reflection_v1 = reflection()

@@ -131,7 +131,7 @@ fn call(buf: &PathBuf, addr: &str, method: &str, body: serde_json::Value) -> ser
 }
 
 #[test]
-fn buf_curl_creates_and_lists_through_reflection() {
+fn buf_curl_creates_lists_and_reads_error_details_through_reflection() {
     let Some(buf) = tool("PM_TEST_BUF") else { return };
     let server = Server::start();
     let methods = buf_curl(&buf, &server.addr, &["--list-methods"]);
@@ -192,6 +192,77 @@ fn buf_curl_creates_and_lists_through_reflection() {
         }
     }
     assert_eq!(seen, ["la-b", "nhs-a", "vol-c"]);
+
+    // A rejected unary call: buf prints the status as JSON on stderr; the ErrorInfo is
+    // there (buf curl itself decodes details only of streamed messages).
+    let out = Command::new(&buf)
+        .args(["curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d"])
+        .arg(r#"{"name": "agencies/nobody"}"#)
+        .arg(format!("http://{}/{REGISTRY}/GetAgency", server.addr))
+        .output()
+        .expect("run buf curl");
+    assert!(!out.status.success());
+    let status: serde_json::Value =
+        serde_json::from_slice(&out.stderr).expect("buf prints the status as JSON");
+    assert_eq!(status["code"], "not_found");
+    let info = status["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["type"] == "google.rpc.ErrorInfo")
+        .expect("an ErrorInfo detail");
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(info["value"].as_str().unwrap().trim_end_matches('='))
+        .unwrap();
+    let info = <tonic_types::pb::ErrorInfo as prost::Message>::decode(bytes.as_slice()).unwrap();
+    assert_eq!((info.domain.as_str(), info.reason.as_str()), ("partnership-metrics", "UNKNOWN_AGENCY"));
+
+    // An IngestRecords stream whose first batch is rejected: buf curl resolves the
+    // rejection's details through reflection, prints it, and goes on to the next batch.
+    let workforce = |leavers: i64| {
+        serde_json::json!({"workforceReturn": {
+            "partnership": "pa", "agency": "nhs-a", "period": "2026Q3", "headcountStart": 100,
+            "headcountEnd": 110, "joiners": 15, "leavers": leavers, "permanent": 90,
+            "fixedTerm": 15, "agencyStaff": 5}})
+    };
+    let batches = [
+        serde_json::json!({"requestId": "buf-0", "records": [workforce(-1)]}),
+        serde_json::json!({"requestId": "buf-1", "records": [workforce(5)]}),
+    ];
+    let mut child = Command::new(&buf)
+        .args(["curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d", "@-"])
+        .arg(format!("http://{}/partnership.v1.SubmissionService/IngestRecords", server.addr))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run buf curl");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        for batch in &batches {
+            writeln!(stdin, "{batch}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "buf curl IngestRecords failed: {}", String::from_utf8_lossy(&out.stderr));
+    let answers: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("one JSON answer per batch");
+    assert_eq!(answers.len(), 2, "an answer for each batch: {answers:?}");
+    let rejected = &answers[0]["rejected"];
+    assert_eq!(answers[0]["requestId"], "buf-0");
+    assert_eq!(rejected["code"], 3, "INVALID_ARGUMENT: {rejected}");
+    let details = rejected["details"].as_array().unwrap();
+    assert_eq!(details[0]["@type"], "type.googleapis.com/google.rpc.ErrorInfo", "{rejected}");
+    assert_eq!(details[0]["reason"], "INVALID_RECORDS");
+    assert_eq!(details[1]["@type"], "type.googleapis.com/google.rpc.BadRequest");
+    assert_eq!(details[1]["fieldViolations"][0]["field"], "records[0].workforce_return.leavers");
+    assert_eq!(answers[1]["requestId"], "buf-1");
+    assert_eq!(answers[1]["accepted"]["insertedCount"], "1", "{}", answers[1]);
+
     assert!(server.terminate().success(), "the server exits cleanly on SIGTERM");
 }
 

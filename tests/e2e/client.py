@@ -126,6 +126,35 @@ def scenario_reflection(channel):
                    "partnership.v1.ReportService", "grpc.health.v1.Health"):
         expect(wanted in services, f"{wanted} listed by reflection: {services}")
 
+    # A client that knows nothing but reflection: the request type and the error
+    # details' types all come from the server, none from generated code.
+    from google.protobuf import descriptor_pool, message_factory
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+    request_type = message_factory.GetMessageClass(pool.FindMessageTypeByName("partnership.v1.GetAgencyRequest"))
+    error_info_type = message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.ErrorInfo"))
+    for name in ("google.rpc.BadRequest", "google.rpc.RetryInfo", "google.rpc.PreconditionFailure"):
+        expect(pool.FindMessageTypeByName(name) is not None, f"{name} served by reflection")
+    get_agency = channel.unary_unary(
+        "/partnership.v1.RegistryService/GetAgency",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=lambda b: b,
+    )
+    try:
+        get_agency(request_type(name="agencies/nobody-by-reflection"))
+        expect(False, "an unknown agency is NOT_FOUND")
+    except grpc.RpcError as err:
+        status = rpc_status.from_call(err)
+        expect(status is not None, f"no rich status on {err.code()}")
+        reasons = []
+        for detail in status.details:
+            if detail.type_url.endswith("/google.rpc.ErrorInfo"):
+                info = error_info_type()
+                info.ParseFromString(detail.value)
+                reasons.append((info.domain, info.reason))
+        expect(reasons == [("partnership-metrics", "UNKNOWN_AGENCY")], f"ErrorInfo through reflection: {reasons}")
+
 
 def nine_records(records_pb2, suffix):
     """One valid record of each kind for partnership py-part (lead py-nhs, member py-la)."""
