@@ -13,6 +13,19 @@ const PROTOS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // Tests that need an outside server or tool are marked ignored when the variable
+    // naming it is unset, so the runner reports them as skipped rather than passed.
+    for (var, cfg) in [
+        ("PM_TEST_POSTGRES_URL", "pm_test_postgres"),
+        ("PM_TEST_BUF", "pm_test_buf"),
+        ("PM_TEST_PYTHON", "pm_test_python"),
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        println!("cargo::rerun-if-env-changed={var}");
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
     let mut compiler = protox::Compiler::new(["proto"])?;
     // Source info keeps the .proto comments, so generated code and reflection carry
     // the field documentation.

@@ -12,14 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The path a tool variable names, or `None` after printing why the test is skipped.
-pub fn tool(var: &str) -> Option<PathBuf> {
+/// The path a tool variable names. A test that calls this is ignored when the
+/// variable was unset at build time (cfg `pm_test_buf`, `pm_test_python`), so an unset
+/// variable now is a mistake, not a skip.
+pub fn tool(var: &str) -> PathBuf {
     match std::env::var_os(var) {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            eprintln!("SKIPPED: {var} is not set; run scripts/test to provide it");
-            None
-        }
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => panic!("{var} was set when the tests were built but is not set now; run scripts/test"),
     }
 }
 
@@ -131,8 +130,9 @@ fn call(buf: &PathBuf, addr: &str, method: &str, body: serde_json::Value) -> ser
 }
 
 #[test]
+#[cfg_attr(not(pm_test_buf), ignore = "PM_TEST_BUF is not set; scripts/test provides it")]
 fn buf_curl_creates_lists_and_reads_error_details_through_reflection() {
-    let Some(buf) = tool("PM_TEST_BUF") else { return };
+    let buf = tool("PM_TEST_BUF");
     let server = Server::start();
     let methods = buf_curl(&buf, &server.addr, &["--list-methods"]);
     let methods = methods.as_str().unwrap();
@@ -284,8 +284,9 @@ fn python_scenarios(python: PathBuf, server: Server) {
 }
 
 #[test]
+#[cfg_attr(not(pm_test_python), ignore = "PM_TEST_PYTHON is not set; scripts/test provides it")]
 fn python_grpcio_client_drives_registry_submissions_and_reports_on_sqlite() {
-    let Some(python) = tool("PM_TEST_PYTHON") else { return };
+    let python = tool("PM_TEST_PYTHON");
     // On the single-threaded runtime (`--worker-threads 1`), which the benchmarks use;
     // the other end-to-end tests run the default multi-threaded one.
     let dir = tempfile::tempdir().unwrap();
@@ -294,12 +295,13 @@ fn python_grpcio_client_drives_registry_submissions_and_reports_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(all(pm_test_python, pm_test_postgres)),
+    ignore = "PM_TEST_PYTHON or PM_TEST_POSTGRES_URL is not set"
+)]
 async fn python_grpcio_client_drives_registry_submissions_and_reports_on_postgres() {
-    let Some(python) = tool("PM_TEST_PYTHON") else { return };
-    if crate::helpers::postgres_url().is_none() {
-        eprintln!("SKIPPED: PM_TEST_POSTGRES_URL is not set");
-        return;
-    }
+    let python = tool("PM_TEST_PYTHON");
+    crate::helpers::require_postgres();
     let db = crate::helpers::TestDatabase::new(crate::helpers::Backend::Postgres).await;
     let server = Server::start_on(&db.url, tempfile::tempdir().unwrap(), &[]);
     tokio::task::spawn_blocking(move || python_scenarios(python, server)).await.unwrap();

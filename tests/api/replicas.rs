@@ -13,7 +13,7 @@ use tokio_stream::StreamExt;
 use crate::{
     e2e::Server,
     fixtures::{rec, survey},
-    helpers::{Backend, TestDatabase, postgres_url, spawn_app_on},
+    helpers::{Backend, TestDatabase, spawn_app_on},
     worked,
 };
 
@@ -43,11 +43,9 @@ fn batch(i: usize) -> pb::SubmitRecordsRequest {
 /// each batch applied once, both replicas answering it identically, no duplicate row,
 /// no lost correction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(pm_test_postgres), ignore = "PM_TEST_POSTGRES_URL is not set")]
 async fn two_replicas_ingesting_the_same_batches_end_as_a_serial_run() {
-    if postgres_url().is_none() {
-        eprintln!("SKIPPED: PM_TEST_POSTGRES_URL is not set");
-        return;
-    }
+    crate::helpers::require_postgres();
     let db = TestDatabase::new(Backend::Postgres).await;
     let (url_a, url_b) = (db.url.clone(), db.url.clone());
     let (a, b) = tokio::join!(
@@ -221,11 +219,9 @@ async fn all_reports(app: &crate::helpers::TestApp, period: &str) -> Vec<pb::Par
 /// One scenario (the worked example and the synthetic demo) loaded into SQLite and
 /// into PostgreSQL gives the same reports, bit for bit, for periods of every type.
 #[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(pm_test_postgres), ignore = "PM_TEST_POSTGRES_URL is not set")]
 async fn postgresql_reports_equal_sqlite_reports_bit_for_bit() {
-    if postgres_url().is_none() {
-        eprintln!("SKIPPED: PM_TEST_POSTGRES_URL is not set");
-        return;
-    }
+    crate::helpers::require_postgres();
     let grace = std::time::Duration::from_secs(5);
     let (sqlite, postgres) =
         tokio::join!(spawn_app_on(Backend::Sqlite, grace), spawn_app_on(Backend::Postgres, grace));
