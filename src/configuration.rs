@@ -66,6 +66,16 @@ pub struct HealthArgs {
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 3)]
     pub timeout_secs: u64,
+
+    /// Without --target: the server's own listen address, so a container's health
+    /// check follows the server's settings (its port, on localhost).
+    #[arg(long, env = "PM_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: String,
+
+    /// Without --target: the server's certificate; when set the check uses TLS
+    /// (trusting --ca-cert).
+    #[arg(long, env = "PM_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -118,9 +128,16 @@ pub struct DemoArgs {
 /// How a client command reaches the server and who it says it is.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ClientArgs {
-    /// The server: `http://host:port`, or `https://host:port` for TLS.
-    #[arg(long, env = "PM_TARGET", default_value = "http://127.0.0.1:50051")]
-    pub target: String,
+    /// The server: `http://host:port`, or `https://host:port` for TLS
+    /// [default: http://127.0.0.1:50051].
+    #[arg(long, env = "PM_TARGET")]
+    pub target: Option<String>,
+
+    /// The name the server's certificate must carry, when it is not the target's
+    /// host (e.g. a health check on localhost of a server whose certificate names
+    /// its Service).
+    #[arg(long, env = "PM_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
 
     /// An OAuth2 access token, sent as `authorization: Bearer <token>`.
     #[arg(long, env = "PM_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
@@ -153,6 +170,11 @@ pub struct DevCredentialsArgs {
     /// agency; repeat for several.
     #[arg(long = "agency")]
     pub agencies: Vec<String>,
+
+    /// A DNS name the server certificate carries besides localhost (e.g. the
+    /// Service name in a cluster); repeat for several.
+    #[arg(long = "server-name")]
+    pub server_names: Vec<String>,
 
     /// Hours the written tokens stay valid.
     #[arg(long, default_value_t = 24)]

@@ -300,9 +300,14 @@ const AGENCYLESS_ROLES: [Role; 3] = [Role::Registrar, Role::Analyst, Role::Audit
 /// Writes a fresh set of development credentials into `dir`: the CA, a server
 /// certificate, a JWKS with one EdDSA key and its private half, tokens valid for
 /// `ttl` for the registrar, analyst and auditor roles and for a submitter and reader
-/// of each of `agencies`, and a client certificate for each of `agencies`. Returns
-/// the files written.
-pub fn write_dev_credentials(dir: &Path, agencies: &[String], ttl: Duration) -> anyhow::Result<Vec<PathBuf>> {
+/// of each of `agencies`, and a client certificate for each of `agencies`. The server
+/// certificate names localhost and `server_names`. Returns the files written.
+pub fn write_dev_credentials(
+    dir: &Path,
+    agencies: &[String],
+    server_names: &[String],
+    ttl: Duration,
+) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir.join(files::TOKENS_DIR))
         .with_context(|| format!("creating {}", dir.display()))?;
     std::fs::create_dir_all(dir.join(files::CLIENTS_DIR))?;
@@ -315,7 +320,7 @@ pub fn write_dev_credentials(dir: &Path, agencies: &[String], ttl: Duration) -> 
     };
     let ca = DevCa::new("Partnership Metrics development CA")?;
     put(files::CA_CERT.into(), ca.pem(), false)?;
-    let server = ca.server_certificate(&[])?;
+    let server = ca.server_certificate(server_names)?;
     put(files::SERVER_CERT.into(), &server.cert, false)?;
     put(files::SERVER_KEY.into(), &server.key, true)?;
 

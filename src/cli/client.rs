@@ -46,10 +46,18 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
 }
 
+/// The server a client command calls when it is given none.
+pub const DEFAULT_TARGET: &str = "http://127.0.0.1:50051";
+
 impl ClientArgs {
     /// Plain settings for `target`: no TLS material, no token.
     pub fn plain(target: &str) -> ClientArgs {
-        ClientArgs { target: target.to_string(), ..ClientArgs::default() }
+        ClientArgs { target: Some(target.to_string()), ..ClientArgs::default() }
+    }
+
+    /// The server's URL.
+    pub fn target(&self) -> &str {
+        self.target.as_deref().unwrap_or(DEFAULT_TARGET)
     }
 
     /// The bearer token given by `--token` or `--token-file`, if any.
@@ -67,11 +75,15 @@ impl ClientArgs {
 
     /// Connects: TLS when the target is `https://` or TLS material is given.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
-        let mut endpoint = Channel::from_shared(self.target.clone())
-            .with_context(|| format!("bad target URL {}", self.target))?;
-        let tls = self.target.starts_with("https://") || self.ca_cert.is_some() || self.client_cert.is_some();
+        let target = self.target();
+        let mut endpoint =
+            Channel::from_shared(target.to_string()).with_context(|| format!("bad target URL {target}"))?;
+        let tls = target.starts_with("https://") || self.ca_cert.is_some() || self.client_cert.is_some();
         if tls {
             let mut config = ClientTlsConfig::new();
+            if let Some(name) = &self.tls_server_name {
+                config = config.domain_name(name.clone());
+            }
             if let Some(ca) = &self.ca_cert {
                 config = config.ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?));
             } else {
@@ -85,7 +97,7 @@ impl ClientArgs {
             }
             endpoint = endpoint.tls_config(config).context("configuring TLS")?;
         }
-        endpoint.connect().await.with_context(|| format!("connecting to {}", self.target))
+        endpoint.connect().await.with_context(|| format!("connecting to {target}"))
     }
 
     /// Connects and attaches the credentials.

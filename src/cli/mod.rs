@@ -20,7 +20,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "loading {} partnerships, about {} records, into {} ...",
         config.partnerships,
         synth.estimated_record_count(),
-        args.client.target
+        args.client.target()
     );
     let stats = match &args.dev_credentials {
         Some(dir) => load::load_with_dev_credentials(&args.client, dir, &synth, args.batch_size).await?,

@@ -13,8 +13,12 @@ use crate::{
 
 /// Writes development credentials and says how to use them.
 pub fn dev_credentials(args: DevCredentialsArgs) -> anyhow::Result<()> {
-    let written =
-        dev::write_dev_credentials(&args.out, &args.agencies, Duration::from_secs(args.ttl_hours * 3600))?;
+    let written = dev::write_dev_credentials(
+        &args.out,
+        &args.agencies,
+        &args.server_names,
+        Duration::from_secs(args.ttl_hours * 3600),
+    )?;
     for path in &written {
         eprintln!("wrote {}", path.display());
     }

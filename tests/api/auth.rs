@@ -679,7 +679,7 @@ impl Pki {
             None => (None, None),
         };
         ClientArgs {
-            target: format!("https://localhost:{}", addr.port()),
+            target: Some(format!("https://localhost:{}", addr.port())),
             ca_cert: Some(self.put("trusted-ca.pem", self.ca.pem())),
             client_cert,
             client_key,

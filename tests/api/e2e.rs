@@ -375,7 +375,7 @@ fn the_secure_walkthrough_gives_the_same_reports_as_local_development() {
     };
     let creds = tempfile::tempdir().unwrap();
     let c = |name: &str| creds.path().join(name).display().to_string();
-    run(&["dev-credentials", "--out", &c("")], &[]);
+    run(&["dev-credentials", "--out", &c(""), "--server-name", "pm.cluster.internal"], &[]);
     let security = [
         ("PM_TLS_CERT", c("server.pem")),
         ("PM_TLS_KEY", c("server.key")),
@@ -403,6 +403,20 @@ fn the_secure_walkthrough_gives_the_same_reports_as_local_development() {
     let target = format!("https://localhost:{port}");
     let client = [("PM_TARGET", target.clone()), ("PM_CA_CERT", c("ca.pem"))];
     assert_eq!(run(&["health"], &client).trim(), "SERVING");
+    // A container's health check has only the server's own settings (and the CA):
+    // it finds the server on its listen port over TLS.
+    let mut beside = security.to_vec();
+    beside.extend([("PM_LISTEN", format!("0.0.0.0:{port}")), ("PM_CA_CERT", c("ca.pem"))]);
+    assert_eq!(run(&["health"], &beside).trim(), "SERVING");
+    // A certificate that names the Service, checked under that name on localhost.
+    let named = |name: &str| {
+        let env =
+            [("PM_TARGET", target.clone()), ("PM_CA_CERT", c("ca.pem")), ("PM_TLS_SERVER_NAME", name.into())];
+        Command::new(bin).arg("health").envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap()
+    };
+    assert!(named("pm.cluster.internal").status.success());
+    let wrong = named("other.cluster.internal");
+    assert!(!wrong.status.success(), "a name the certificate does not carry fails the check");
     run(&["demo", "--dev-credentials", &c("")], &client);
     let report_args = ["report", "--partnership", "eastmoor", "--period", "2026Q3", "--json"];
     let mut analyst = client.to_vec();
