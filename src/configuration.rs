@@ -556,10 +556,11 @@ pub fn redact_url(url: &str) -> String {
                 .unwrap_or((rest.len(), ' '));
             let (authority, tail) = rest.split_at(authority_end);
             let authority = match authority.rsplit_once('@') {
-                Some((userinfo, host)) => {
-                    let user = userinfo.split(':').next().unwrap_or("");
-                    format!("{user}:***@{host}")
-                }
+                // A user without a password stays as it is: `***` would suggest one.
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***@{host}"),
+                    None => format!("{userinfo}@{host}"),
+                },
                 None => authority.to_string(),
             };
             format!("{scheme}://{authority}{tail}")
@@ -598,6 +599,7 @@ mod tests {
     fn passwords_never_reach_the_logs() {
         assert_eq!(redact_url("postgres://pm:s3cret@db:5432/pm"), "postgres://pm:***@db:5432/pm");
         assert_eq!(redact_url("sqlite://data/pm.db"), "sqlite://data/pm.db");
+        assert_eq!(redact_url("postgres://postgres@db/test"), "postgres://postgres@db/test");
         assert_eq!(redact_url("postgres://pm:p@ss@db/pm"), "postgres://pm:***@db/pm");
         assert_eq!(redact_url("postgres://pm:a/b@c@db/pm?x=1"), "postgres://pm:***@db/pm?x=1");
         assert_eq!(redact_url("postgress://pm:S3cret@db/pm"), "postgress://pm:***@db/pm");
