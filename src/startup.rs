@@ -180,7 +180,9 @@ impl Application {
             .build_v1alpha()
             .context("building the reflection service (v1alpha)")?;
 
-        let registry = RegistryServiceServer::new(RegistryApi::new(store.clone()));
+        // Batch creates may be large; the edge layer holds every other method to 1 MiB.
+        let registry = RegistryServiceServer::new(RegistryApi::new(store.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         // Streams watch this to stop taking batches when shutdown begins.
         let (draining_tx, draining) = tokio::sync::watch::channel(false);
         let submission = SubmissionRoutes::new(SubmissionApi::new(store.clone(), draining));

@@ -124,8 +124,11 @@ pub async fn load_records_limited(
             if batch.is_empty() {
                 return;
             }
-            let request =
-                pb::IngestRecordsRequest { request_id: format!("{prefix}-{index}"), records: batch };
+            let request = pb::IngestRecordsRequest {
+                request_id: format!("{prefix}-{index}"),
+                records: batch,
+                validate_only: false,
+            };
             if tx.blocking_send(request).is_err() {
                 return;
             }
@@ -200,7 +203,11 @@ pub async fn load_with_dev_credentials(
             clients.insert(agency.clone(), client);
         }
         let n = sent.entry(agency.clone()).or_default();
-        let request = pb::SubmitRecordsRequest { request_id: format!("{prefix}-{agency}-{n}"), records };
+        let request = pb::SubmitRecordsRequest {
+            request_id: format!("{prefix}-{agency}-{n}"),
+            records,
+            validate_only: false,
+        };
         *n += 1;
         let client = clients.get_mut(&agency).context("a client per agency")?;
         let ok = client

@@ -22,11 +22,19 @@ pub struct WriteContext {
     /// When set, a batch may only replace stored records this agency reported (a
     /// submitter may not overwrite another agency's record under a shared key).
     pub owner: Option<Id>,
+    /// Make every check and compute the answer, then roll back (AIP-163): no record,
+    /// request id, audit entry or data version is written.
+    pub validate_only: bool,
 }
 
 impl WriteContext {
     pub fn new(actor: Actor, method: &'static str, idem: Option<Idempotency>) -> WriteContext {
-        WriteContext { actor, method, idem, owner: None }
+        WriteContext { actor, method, idem, owner: None, validate_only: false }
+    }
+
+    /// The same write, only checked when `validate_only` (AIP-163).
+    pub fn validating(self, validate_only: bool) -> WriteContext {
+        WriteContext { validate_only, ..self }
     }
 
     /// The entry this write adds to the log, once its sequence number, time and the

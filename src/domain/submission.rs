@@ -15,6 +15,21 @@ pub struct SubmitOutcome {
     pub inserted: i64,
     pub replaced: i64,
     pub commit_time: Timestamp,
+    /// This answers a request id already committed. Stored as true (see
+    /// [`SubmitOutcome::stored`]), so every replay reads it back so; outcomes stored
+    /// before the field existed read as false.
+    #[serde(default)]
+    pub replayed: bool,
+    /// Checked, not stored: nothing was committed (AIP-163). Never stored.
+    #[serde(skip)]
+    pub validated_only: bool,
+}
+
+impl SubmitOutcome {
+    /// The form kept with the request id: what a replay of it answers.
+    pub fn stored(&self) -> SubmitOutcome {
+        SubmitOutcome { replayed: true, validated_only: false, ..*self }
+    }
 }
 
 /// The current version of a record.

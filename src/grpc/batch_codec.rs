@@ -29,6 +29,7 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct IncomingBatch {
     pub request_id: String,
+    pub validate_only: bool,
     pub records: Vec<pb::Record>,
     pub shape: BatchShape,
 }
@@ -36,6 +37,7 @@ pub struct IncomingBatch {
 /// `SubmitRecordsRequest` and `IngestRecordsRequest` share these field numbers.
 const REQUEST_ID: u32 = 1;
 const RECORDS: u32 = 2;
+const VALIDATE_ONLY: u32 = 3;
 /// `Record.team_composition`.
 const TEAM_COMPOSITION: u32 = 3;
 /// `TeamComposition.entries`.
@@ -88,21 +90,32 @@ fn skip(wire_type: WireType, buf: &mut &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
+/// A field's value as `fields` hands it over.
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Bytes(&'a [u8]),
+    Varint(u64),
+    /// A fixed-width value, skipped.
+    Fixed,
+}
+
 /// Visits each field of a message: its number, wire type and, for length-delimited
-/// fields, its bytes (others are skipped).
+/// and varint fields, its value (others are skipped).
 fn fields<'a>(
     mut buf: &'a [u8],
-    mut visit: impl FnMut(u32, WireType, &'a [u8]) -> Result<(), WireError>,
+    mut visit: impl FnMut(u32, WireType, Value<'a>) -> Result<(), WireError>,
 ) -> Result<(), WireError> {
     while !buf.is_empty() {
         let (tag, wire_type) = decode_key(&mut buf)?;
-        if wire_type == WireType::LengthDelimited {
-            let bytes = length_delimited(&mut buf)?;
-            visit(tag, wire_type, bytes)?;
-        } else {
-            skip(wire_type, &mut buf)?;
-            visit(tag, wire_type, &[])?;
-        }
+        let value = match wire_type {
+            WireType::LengthDelimited => Value::Bytes(length_delimited(&mut buf)?),
+            WireType::Varint => Value::Varint(decode_varint(&mut buf)?),
+            _ => {
+                skip(wire_type, &mut buf)?;
+                Value::Fixed
+            }
+        };
+        visit(tag, wire_type, value)?;
     }
     Ok(())
 }
@@ -111,8 +124,8 @@ fn fields<'a>(
 /// `team_composition` merge, as protobuf merges them).
 fn team_entries(record: &[u8]) -> Result<usize, WireError> {
     let mut n = 0;
-    fields(record, |tag, wt, bytes| {
-        if tag == TEAM_COMPOSITION && wt == WireType::LengthDelimited {
+    fields(record, |tag, _, value| {
+        if let (TEAM_COMPOSITION, Value::Bytes(bytes)) = (tag, value) {
             fields(bytes, |tag, wt, _| {
                 if tag == ENTRIES && wt == WireType::LengthDelimited {
                     n += 1;
@@ -130,10 +143,12 @@ impl IncomingBatch {
     pub fn decode(buf: &[u8]) -> Result<IncomingBatch, WireError> {
         let mut batch = IncomingBatch::default();
         let mut request_id: &[u8] = &[];
-        fields(buf, |tag, wt, bytes| {
-            match (tag, wt) {
-                (REQUEST_ID, WireType::LengthDelimited) => request_id = bytes,
-                (RECORDS, WireType::LengthDelimited) => {
+        fields(buf, |tag, _, value| {
+            match (tag, value) {
+                (REQUEST_ID, Value::Bytes(bytes)) => request_id = bytes,
+                // Any non-zero varint is true, as protobuf decodes a bool.
+                (VALIDATE_ONLY, Value::Varint(v)) => batch.validate_only = v != 0,
+                (RECORDS, Value::Bytes(bytes)) => {
                     let index = batch.shape.records;
                     batch.shape.records += 1;
                     if index >= MAX_BATCH_RECORDS {
@@ -148,7 +163,7 @@ impl IncomingBatch {
                         batch.records.push(pb::Record::decode(bytes)?);
                     }
                 }
-                (REQUEST_ID | RECORDS, _) => return Err(malformed("invalid wire type")),
+                (REQUEST_ID | RECORDS | VALIDATE_ONLY, _) => return Err(malformed("invalid wire type")),
                 _ => {}
             }
             Ok(())
@@ -220,9 +235,13 @@ mod tests {
         let request = pb::SubmitRecordsRequest {
             request_id: "r-1".into(),
             records: vec![team(3), pb::Record::default(), team(1)],
+            validate_only: true,
         };
         let batch = IncomingBatch::decode(&request.encode_to_vec()).unwrap();
         assert_eq!(batch.request_id, "r-1");
+        assert!(batch.validate_only);
+        let plain = pb::SubmitRecordsRequest { validate_only: false, ..request.clone() };
+        assert!(!IncomingBatch::decode(&plain.encode_to_vec()).unwrap().validate_only);
         assert_eq!(batch.records, request.records);
         assert_eq!(batch.shape, BatchShape { records: 3, oversized_teams: vec![], team_entries: 4 });
         assert!(batch.shape.is_within_limits());
@@ -250,6 +269,7 @@ mod tests {
         let request = pb::SubmitRecordsRequest {
             request_id: String::new(),
             records: vec![team(2), team(MAX_TEAM_ENTRIES + 1), team(2)],
+            validate_only: false,
         };
         let batch = IncomingBatch::decode(&request.encode_to_vec()).unwrap();
         assert_eq!(batch.shape.oversized_teams, vec![(1, MAX_TEAM_ENTRIES + 1)]);
@@ -261,6 +281,7 @@ mod tests {
         let many = pb::SubmitRecordsRequest {
             request_id: String::new(),
             records: (0..101).map(|_| team(MAX_TEAM_ENTRIES)).collect(),
+            validate_only: false,
         };
         let batch = IncomingBatch::decode(&many.encode_to_vec()).unwrap();
         assert_eq!(batch.shape.team_entries, 101 * MAX_TEAM_ENTRIES);
@@ -270,7 +291,11 @@ mod tests {
 
     #[test]
     fn malformed_bytes_are_a_decode_error() {
-        for bad in [&[0x12, 0x05, 0x01][..], &[0x10, 0x01], &[0xff; 11], &[0x0a, 0x02, 0xff, 0xfe]] {
+        // A record as a varint, validate_only as bytes, a truncated field, a runaway
+        // varint, a request id that is not UTF-8.
+        for bad in
+            [&[0x10, 0x01][..], &[0x1a, 0x00], &[0x12, 0x05, 0x01], &[0xff; 11], &[0x0a, 0x02, 0xff, 0xfe]]
+        {
             assert!(IncomingBatch::decode(bad).is_err(), "{bad:?}");
         }
     }

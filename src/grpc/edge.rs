@@ -42,7 +42,7 @@ use crate::{
 pub struct EdgeLimits {
     pub max_in_flight: usize,
     pub max_streams: usize,
-    /// The largest request message of SubmitRecords and IngestRecords.
+    /// The largest request message of the batch methods (records and registry entries).
     pub max_batch_message_bytes: usize,
     /// The largest request message of every other method.
     pub max_message_bytes: usize,
@@ -52,11 +52,17 @@ pub struct EdgeLimits {
     pub retry_after: Duration,
 }
 
-/// Paths whose messages may be batches of records.
+/// Paths whose messages may be batches: of records, or of up to 1,000 registry
+/// entries (a batch of partnerships with the longest names and purposes takes about
+/// 21 MB).
 fn is_batch_method(path: &str) -> bool {
     matches!(
         path,
-        "/partnership.v1.SubmissionService/SubmitRecords" | "/partnership.v1.SubmissionService/IngestRecords"
+        "/partnership.v1.SubmissionService/SubmitRecords"
+            | "/partnership.v1.SubmissionService/IngestRecords"
+            | "/partnership.v1.RegistryService/BatchCreateAgencies"
+            | "/partnership.v1.RegistryService/BatchCreatePartnerships"
+            | "/partnership.v1.RegistryService/BatchCreateMemberships"
     )
 }
 

@@ -135,7 +135,136 @@ fn membership_name(f: &mut Fields, path: &str, name: &str) -> Option<(crate::dom
     }
 }
 
+/// Most entries one batch create takes (AIP-233).
+pub const MAX_BATCH_CREATES: usize = 1_000;
+
+/// An agency as CreateAgency takes it; `at` prefixes every path (`requests[3].`).
+fn parse_agency(f: &mut Fields, at: &str, req: &pb::CreateAgencyRequest) -> Option<NewAgency> {
+    let id = f.id(&format!("{at}agency_id"), &req.agency_id);
+    let agency = req.agency.clone().unwrap_or_default();
+    let display_name = f.required_text(&format!("{at}agency.display_name"), &agency.display_name, NAME);
+    let sector = f.enumeration(&format!("{at}agency.sector"), agency.sector, sector_from_pb, SECTORS);
+    Some(NewAgency { id: id?, display_name: display_name?, sector: sector? })
+}
+
+/// A partnership as CreatePartnership takes it.
+fn parse_partnership(f: &mut Fields, at: &str, req: &pb::CreatePartnershipRequest) -> Option<NewPartnership> {
+    let id = f.id(&format!("{at}partnership_id"), &req.partnership_id);
+    let partnership = req.partnership.clone().unwrap_or_default();
+    let display_name =
+        f.required_text(&format!("{at}partnership.display_name"), &partnership.display_name, NAME);
+    let purpose = f.optional_text(&format!("{at}partnership.purpose"), &partnership.purpose, PURPOSE);
+    Some(NewPartnership { id: id?, display_name: display_name?, purpose: purpose? })
+}
+
+/// A membership of `partnership` as CreateMembership takes it.
+fn parse_membership(
+    f: &mut Fields,
+    at: &str,
+    partnership: crate::domain::Id,
+    req: &pb::CreateMembershipRequest,
+) -> Option<NewMembership> {
+    let m = req.membership.clone().unwrap_or_default();
+    let agency = f.id(&format!("{at}membership.agency"), &m.agency);
+    let role = f.enumeration(&format!("{at}membership.role"), m.role, role_from_pb, ROLES);
+    let start_date = f.date(&format!("{at}membership.start_date"), &m.start_date);
+    let end_date = f.optional_date(&format!("{at}membership.end_date"), &m.end_date);
+    let terms = MembershipTerms::new(role?, start_date?, end_date?)
+        .map_err(|_| f.fail(format!("{at}membership.end_date"), "must not be before start_date"))
+        .ok()?;
+    Some(NewMembership { partnership, agency: agency?, terms })
+}
+
+/// The batch's entry count is within 1..=1000 and no entry carries its own request id.
+fn check_batch(f: &mut Fields, count: usize, request_ids: impl Iterator<Item = bool>) {
+    if count == 0 {
+        f.fail("requests", "must hold at least one entry");
+    } else if count > MAX_BATCH_CREATES {
+        f.fail("requests", format_args!("holds {count} entries; at most {MAX_BATCH_CREATES} are allowed"));
+    }
+    for (i, has_id) in request_ids.enumerate() {
+        if has_id {
+            f.fail(
+                format!("requests[{i}].request_id"),
+                "must be empty: the batch's request_id covers its entries",
+            );
+        }
+    }
+}
+
+/// A violation for each entry whose key an earlier entry of the batch already has.
+fn check_unique<K: Eq + std::hash::Hash>(f: &mut Fields, keys: impl Iterator<Item = (usize, K, String)>) {
+    let mut first: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
+    for (i, key, path) in keys {
+        if let Some(j) = first.get(&key) {
+            f.fail(path, format_args!("repeats requests[{j}]"));
+        } else {
+            first.insert(key, i);
+        }
+    }
+}
+
+/// Names, for an ALREADY_EXISTS from storage, the batch entry it is about (`field`
+/// metadata), found by the ids in the error's metadata.
+fn locate_conflict(e: Error, entry: impl Fn(&[(&'static str, String)]) -> Option<String>) -> Error {
+    if e.code != crate::error::Code::AlreadyExists {
+        return e;
+    }
+    match entry(&e.metadata) {
+        Some(field) => e.with_metadata("field", field),
+        None => e,
+    }
+}
+
+fn metadata<'a>(meta: &'a [(&'static str, String)], key: &str) -> Option<&'a str> {
+    meta.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+}
+
 impl RegistryApi {
+    /// Every partnership and agency the memberships name exists; otherwise NOT_FOUND
+    /// naming each unknown one by its path (given with each membership). Checked
+    /// before writing so the caller learns of each; none can disappear afterwards, as
+    /// nothing is ever deleted.
+    async fn require_references(&self, memberships: &[(&NewMembership, String, String)]) -> Result<()> {
+        let refs = crate::domain::check::References {
+            agencies: memberships.iter().map(|(m, _, _)| m.agency.to_string()).collect(),
+            partnerships: memberships.iter().map(|(m, _, _)| m.partnership.to_string()).collect(),
+        };
+        let known = self.store.known_ids(&refs).await?;
+        let mut unknown = Vec::new();
+        for (i, (m, partnership_path, agency_path)) in memberships.iter().enumerate() {
+            if !known.partnerships.contains(&m.partnership) {
+                unknown.push((
+                    i,
+                    FieldViolation::new(
+                        partnership_path.as_str(),
+                        ViolationKind::UnknownPartnership,
+                        "names an unknown partnership",
+                    ),
+                ));
+            }
+            if !known.agencies.contains(&m.agency) {
+                unknown.push((
+                    i,
+                    FieldViolation::new(
+                        agency_path.as_str(),
+                        ViolationKind::UnknownAgency,
+                        "names an unknown agency",
+                    ),
+                ));
+            }
+        }
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::rejected(
+                reason::INVALID_REQUEST,
+                unknown,
+                crate::domain::check::MAX_LISTED_VIOLATIONS,
+            ))
+        }
+    }
+
     async fn require_partnership(&self, id: &crate::domain::Id) -> Result<()> {
         match self.store.get_partnership(id).await? {
             Some(_) => Ok(()),
@@ -158,16 +287,11 @@ impl RegistryService for RegistryApi {
         let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let mut f = Fields::new();
-        let id = f.id("agency_id", &req.agency_id);
-        let agency = req.agency.unwrap_or_default();
-        let display_name = f.required_text("agency.display_name", &agency.display_name, NAME);
-        let sector = f.enumeration("agency.sector", agency.sector, sector_from_pb, SECTORS);
+        let new = parse_agency(&mut f, "", &req);
         let request_id = f.request_id("request_id", &req.request_id);
-        let (Some(id), Some(display_name), Some(sector), true) = (id, display_name, sector, f.is_clean())
-        else {
+        let (Some(new), true) = (new, f.is_clean()) else {
             return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
-        let new = NewAgency { id, display_name, sector };
         let idem = idempotency(request_id, "CreateAgency", &new)?;
         let created = self.store.create_agency(new, &grant.write(idem)).await?;
         Ok(Response::new(agency_to_pb(created)))
@@ -223,16 +347,11 @@ impl RegistryService for RegistryApi {
         let grant = authz::grant(&request)?;
         let req = request.into_inner();
         let mut f = Fields::new();
-        let id = f.id("partnership_id", &req.partnership_id);
-        let partnership = req.partnership.unwrap_or_default();
-        let display_name = f.required_text("partnership.display_name", &partnership.display_name, NAME);
-        let purpose = f.optional_text("partnership.purpose", &partnership.purpose, PURPOSE);
+        let new = parse_partnership(&mut f, "", &req);
         let request_id = f.request_id("request_id", &req.request_id);
-        let (Some(id), Some(display_name), Some(purpose), true) = (id, display_name, purpose, f.is_clean())
-        else {
+        let (Some(new), true) = (new, f.is_clean()) else {
             return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
-        let new = NewPartnership { id, display_name, purpose };
         let idem = idempotency(request_id, "CreatePartnership", &new)?;
         let created = self.store.create_partnership(new, &grant.write(idem)).await?;
         Ok(Response::new(partnership_to_pb(created)))
@@ -280,49 +399,12 @@ impl RegistryService for RegistryApi {
         let req = request.into_inner();
         let mut f = Fields::new();
         let partnership = f.name("parent", &req.parent, "partnerships");
-        let m = req.membership.unwrap_or_default();
-        let agency = f.id("membership.agency", &m.agency);
-        let role = f.enumeration("membership.role", m.role, role_from_pb, ROLES);
-        let start_date = f.date("membership.start_date", &m.start_date);
-        let end_date = f.optional_date("membership.end_date", &m.end_date);
+        let new = partnership.and_then(|p| parse_membership(&mut f, "", p, &req));
         let request_id = f.request_id("request_id", &req.request_id);
-        let terms = match (role, start_date, end_date) {
-            (Some(role), Some(start), Some(end)) => MembershipTerms::new(role, start, end)
-                .map_err(|_| f.fail("membership.end_date", "must not be before start_date"))
-                .ok(),
-            _ => None,
-        };
-        let (Some(partnership), Some(agency), Some(terms), true) = (partnership, agency, terms, f.is_clean())
-        else {
+        let (Some(new), true) = (new, f.is_clean()) else {
             return Err(f.into_error(reason::INVALID_REQUEST).into());
         };
-        // Both references are checked before writing so the caller learns of each
-        // unknown one; neither can disappear afterwards, as nothing is ever deleted.
-        let mut unknown = Vec::new();
-        if self.store.get_partnership(&partnership).await?.is_none() {
-            unknown.push((
-                0,
-                FieldViolation::new(
-                    "parent",
-                    ViolationKind::UnknownPartnership,
-                    "names an unknown partnership",
-                ),
-            ));
-        }
-        if self.store.get_agency(&agency).await?.is_none() {
-            unknown.push((
-                0,
-                FieldViolation::new(
-                    "membership.agency",
-                    ViolationKind::UnknownAgency,
-                    "names an unknown agency",
-                ),
-            ));
-        }
-        if !unknown.is_empty() {
-            return Err(Error::rejected(reason::INVALID_REQUEST, unknown, usize::MAX).into());
-        }
-        let new = NewMembership { partnership, agency, terms };
+        self.require_references(&[(&new, "parent".to_string(), "membership.agency".to_string())]).await?;
         let idem = idempotency(request_id, "CreateMembership", &new)?;
         let created = self.store.create_membership(new, &grant.write(idem)).await?;
         Ok(Response::new(membership_to_pb(created)))
@@ -409,6 +491,166 @@ impl RegistryService for RegistryApi {
         Ok(Response::new(pb::ListMembershipsResponse {
             memberships: memberships.into_iter().map(membership_to_pb).collect(),
             next_page_token,
+        }))
+    }
+
+    async fn batch_create_agencies(
+        &self,
+        request: Request<pb::BatchCreateAgenciesRequest>,
+    ) -> Result<Response<pb::BatchCreateAgenciesResponse>, Status> {
+        let grant = authz::grant(&request)?;
+        let req = request.into_inner();
+        let mut f = Fields::new();
+        check_batch(&mut f, req.requests.len(), req.requests.iter().map(|r| !r.request_id.is_empty()));
+        let new: Vec<Option<NewAgency>> = req
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| parse_agency(&mut f, &format!("requests[{i}]."), r))
+            .collect();
+        check_unique(
+            &mut f,
+            new.iter()
+                .enumerate()
+                .filter_map(|(i, a)| Some((i, a.as_ref()?.id.clone(), format!("requests[{i}].agency_id")))),
+        );
+        let request_id = f.request_id("request_id", &req.request_id);
+        let (Some(new), true) = (new.into_iter().collect::<Option<Vec<_>>>(), f.is_clean()) else {
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
+        };
+        let idem = idempotency(request_id, "BatchCreateAgencies", &new)?;
+        let ids: Vec<String> = new.iter().map(|a| a.id.to_string()).collect();
+        let created =
+            self.store.create_agencies(new, &grant.write(idem).validating(req.validate_only)).await.map_err(
+                |e| {
+                    locate_conflict(e, |meta| {
+                        let id = metadata(meta, "agency")?;
+                        ids.iter().position(|a| a == id).map(|i| format!("requests[{i}].agency_id"))
+                    })
+                },
+            )?;
+        Ok(Response::new(pb::BatchCreateAgenciesResponse {
+            agencies: created.into_iter().map(agency_to_pb).collect(),
+        }))
+    }
+
+    async fn batch_create_partnerships(
+        &self,
+        request: Request<pb::BatchCreatePartnershipsRequest>,
+    ) -> Result<Response<pb::BatchCreatePartnershipsResponse>, Status> {
+        let grant = authz::grant(&request)?;
+        let req = request.into_inner();
+        let mut f = Fields::new();
+        check_batch(&mut f, req.requests.len(), req.requests.iter().map(|r| !r.request_id.is_empty()));
+        let new: Vec<Option<NewPartnership>> = req
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| parse_partnership(&mut f, &format!("requests[{i}]."), r))
+            .collect();
+        check_unique(
+            &mut f,
+            new.iter().enumerate().filter_map(|(i, p)| {
+                Some((i, p.as_ref()?.id.clone(), format!("requests[{i}].partnership_id")))
+            }),
+        );
+        let request_id = f.request_id("request_id", &req.request_id);
+        let (Some(new), true) = (new.into_iter().collect::<Option<Vec<_>>>(), f.is_clean()) else {
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
+        };
+        let idem = idempotency(request_id, "BatchCreatePartnerships", &new)?;
+        let ids: Vec<String> = new.iter().map(|p| p.id.to_string()).collect();
+        let created = self
+            .store
+            .create_partnerships(new, &grant.write(idem).validating(req.validate_only))
+            .await
+            .map_err(|e| {
+                locate_conflict(e, |meta| {
+                    let id = metadata(meta, "partnership")?;
+                    ids.iter().position(|p| p == id).map(|i| format!("requests[{i}].partnership_id"))
+                })
+            })?;
+        Ok(Response::new(pb::BatchCreatePartnershipsResponse {
+            partnerships: created.into_iter().map(partnership_to_pb).collect(),
+        }))
+    }
+
+    async fn batch_create_memberships(
+        &self,
+        request: Request<pb::BatchCreateMembershipsRequest>,
+    ) -> Result<Response<pb::BatchCreateMembershipsResponse>, Status> {
+        let grant = authz::grant(&request)?;
+        let req = request.into_inner();
+        let mut f = Fields::new();
+        check_batch(&mut f, req.requests.len(), req.requests.iter().map(|r| !r.request_id.is_empty()));
+        // AIP-233: the batch's parent, when it names one partnership, is every entry's.
+        let parent = match req.parent.as_str() {
+            "" | "partnerships/-" => None,
+            name => f.name("parent", name, "partnerships"),
+        };
+        let fixed = !matches!(req.parent.as_str(), "" | "partnerships/-");
+        let mut new = Vec::with_capacity(req.requests.len());
+        for (i, r) in req.requests.iter().enumerate() {
+            let at = format!("requests[{i}].");
+            let partnership = match (&parent, r.parent.as_str()) {
+                (Some(p), "") => Some(p.clone()),
+                (Some(p), own) => {
+                    let own = f.name(&format!("{at}parent"), own, "partnerships");
+                    if own.as_ref().is_some_and(|o| o != p) {
+                        f.fail(format!("{at}parent"), "must be empty or the batch's parent");
+                    }
+                    own
+                }
+                (None, own) if !fixed => f.name(&format!("{at}parent"), own, "partnerships"),
+                (None, _) => None,
+            };
+            new.push(partnership.and_then(|p| parse_membership(&mut f, &at, p, r)));
+        }
+        check_unique(
+            &mut f,
+            new.iter().enumerate().filter_map(|(i, m)| {
+                let m = m.as_ref()?;
+                Some((
+                    i,
+                    (m.partnership.clone(), m.agency.clone()),
+                    format!("requests[{i}].membership.agency"),
+                ))
+            }),
+        );
+        let request_id = f.request_id("request_id", &req.request_id);
+        let (Some(new), true) = (new.into_iter().collect::<Option<Vec<_>>>(), f.is_clean()) else {
+            return Err(f.into_error(reason::INVALID_REQUEST).into());
+        };
+        let parent_path = |i: usize| {
+            if req.requests[i].parent.is_empty() {
+                "parent".to_string()
+            } else {
+                format!("requests[{i}].parent")
+            }
+        };
+        let paths: Vec<(&NewMembership, String, String)> = new
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m, parent_path(i), format!("requests[{i}].membership.agency")))
+            .collect();
+        self.require_references(&paths).await?;
+        let idem = idempotency(request_id, "BatchCreateMemberships", &new)?;
+        let keys: Vec<(String, String)> =
+            new.iter().map(|m| (m.partnership.to_string(), m.agency.to_string())).collect();
+        let created = self
+            .store
+            .create_memberships(new, &grant.write(idem).validating(req.validate_only))
+            .await
+            .map_err(|e| {
+                locate_conflict(e, |meta| {
+                    let (p, a) = (metadata(meta, "partnership")?, metadata(meta, "agency")?);
+                    keys.iter()
+                        .position(|(kp, ka)| kp == p && ka == a)
+                        .map(|i| format!("requests[{i}].membership.agency"))
+                })
+            })?;
+        Ok(Response::new(pb::BatchCreateMembershipsResponse {
+            memberships: created.into_iter().map(membership_to_pb).collect(),
         }))
     }
 }

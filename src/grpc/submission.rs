@@ -59,7 +59,9 @@ impl SubmissionApi {
         let kinds = kinds_of(&batch.records);
         let result = match self.prepare_batch(grant, batch).await {
             Ok(Prepared::Done(outcome)) => return Ok(outcome),
-            Ok(Prepared::Ready(checked, idem)) => commit(&self.store, checked, grant.write(idem)).await,
+            Ok(Prepared::Ready(checked, idem, validate_only)) => {
+                commit(&self.store, checked, grant.write(idem).validating(validate_only)).await
+            }
             Err(e) => Err(e),
         };
         count(&kinds, &result);
@@ -70,7 +72,7 @@ impl SubmissionApi {
     /// permission for every record, a replay of an earlier identical request, and the
     /// checks that need no stored records.
     async fn prepare_batch(&self, grant: &Grant, batch: IncomingBatch) -> Result<Prepared> {
-        let IncomingBatch { request_id, records, shape } = batch;
+        let IncomingBatch { request_id, records, shape, validate_only } = batch;
         let mut f = Fields::new();
         let request_id = f.request_id("request_id", &request_id);
         f.violations.extend(check_batch_shape(&shape));
@@ -101,7 +103,7 @@ impl SubmissionApi {
         if let Some(rejection) = checked.early_rejection() {
             return Err(rejection);
         }
-        Ok(Prepared::Ready(checked, idem))
+        Ok(Prepared::Ready(checked, idem, validate_only))
     }
 }
 
@@ -132,11 +134,12 @@ fn kinds_of(records: &[pb::Record]) -> KindCounts {
 }
 
 /// Counts a batch's records as accepted or, when the batch was refused for what it
-/// holds, rejected (a server fault counts as neither).
+/// holds, rejected (a server fault, or a batch only validated, counts as neither).
 fn count(kinds: &KindCounts, result: &Result<SubmitOutcome>) {
     let named: Vec<(&'static str, u64)> =
         RecordKind::ALL.iter().zip(kinds).map(|(k, n)| (k.snake_name(), u64::from(*n))).collect();
     match result {
+        Ok(outcome) if outcome.validated_only => {}
         Ok(_) => metrics().records(true, &named),
         Err(e) if !matches!(e.code, Code::Internal | Code::Unavailable) => metrics().records(false, &named),
         Err(_) => {}
@@ -169,8 +172,9 @@ enum Staged {
 enum Prepared {
     /// An identical earlier request: its stored outcome.
     Done(SubmitOutcome),
-    /// To be written (where the precondition checks are made).
-    Ready(CheckedBatch, Option<Idempotency>),
+    /// To be written (where the precondition checks are made), or with `true` only
+    /// checked there.
+    Ready(CheckedBatch, Option<Idempotency>, bool),
 }
 
 /// Completes once the server has begun to shut down.
@@ -186,7 +190,8 @@ fn outcome_to_pb(o: SubmitOutcome) -> pb::SubmitRecordsResponse {
         record_count: o.record_count,
         inserted_count: o.inserted,
         replaced_count: o.replaced,
-        commit_time: Some(timestamp(o.commit_time)),
+        commit_time: (!o.validated_only).then(|| timestamp(o.commit_time)),
+        replayed: o.replayed,
     }
 }
 
@@ -269,8 +274,9 @@ impl SubmissionApi {
                     };
                     let outcome = match prepared {
                         Ok(Prepared::Done(outcome)) => Ok(outcome),
-                        Ok(Prepared::Ready(checked, idem)) => {
-                            let result = commit(&store, checked, writer_grant.write(idem)).await;
+                        Ok(Prepared::Ready(checked, idem, validate_only)) => {
+                            let ctx = writer_grant.write(idem).validating(validate_only);
+                            let result = commit(&store, checked, ctx).await;
                             count(&kinds, &result);
                             result
                         }

@@ -142,6 +142,8 @@ impl PreparedBatch {
             inserted,
             replaced: self.record_count - inserted,
             commit_time,
+            replayed: false,
+            validated_only: false,
         };
         Ok((outcome, rows))
     }

@@ -13,7 +13,30 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Bind {
     Text(String),
+    /// NULL when `None`.
+    OptText(Option<String>),
     Int(i64),
+}
+
+/// Binds values in order to a query of either backend.
+pub(crate) fn bind_all<'q, DB>(
+    mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for b in binds {
+        q = match b {
+            Bind::Text(t) => q.bind(t),
+            Bind::OptText(t) => q.bind(t),
+            Bind::Int(i) => q.bind(i),
+        };
+    }
+    q
 }
 
 /// The listing's SQL (`$1`, `$2`, ... placeholders, which both SQLite and

@@ -28,6 +28,7 @@ mod batch;
 pub mod codec;
 mod listing;
 pub mod postgres;
+pub mod registry;
 mod rows;
 pub mod sqlite;
 
@@ -51,8 +52,33 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
 
+    /// Runs a registry write in one transaction (replaying the request id's stored
+    /// answer instead, when it has one): inserts its rows (a unique-key conflict is the
+    /// row's error), changes its partnerships' data versions, keeps `answer` with the
+    /// request id and appends the audit entry. With `ctx.validate_only` it inserts and
+    /// rolls back. Returns the stored answer of a replay.
+    async fn write_registry(
+        &self,
+        write: registry::RegistryWrite,
+        ctx: &WriteContext,
+        answer: serde_json::Value,
+    ) -> Result<Option<serde_json::Value>>;
+
     /// ALREADY_EXISTS when the id is taken.
-    async fn create_agency(&self, agency: NewAgency, ctx: &WriteContext) -> Result<Agency>;
+    async fn create_agency(&self, agency: NewAgency, ctx: &WriteContext) -> Result<Agency> {
+        let (write, created) = registry::agencies(vec![agency]);
+        let created = registry::single(created)?;
+        let replayed = self.write_registry(write, ctx, registry::answer(&created)?).await?;
+        registry::returned(created, replayed)
+    }
+
+    /// All or none; ALREADY_EXISTS when an id is taken.
+    async fn create_agencies(&self, agencies: Vec<NewAgency>, ctx: &WriteContext) -> Result<Vec<Agency>> {
+        let (write, created) = registry::agencies(agencies);
+        let replayed = self.write_registry(write, ctx, registry::answer(&created)?).await?;
+        registry::returned(created, replayed)
+    }
+
     async fn get_agency(&self, id: &Id) -> Result<Option<Agency>>;
     async fn list_agencies(&self, page: PageRequest) -> Result<Vec<Agency>>;
 
@@ -61,7 +87,23 @@ pub trait Store: Send + Sync + fmt::Debug {
         &self,
         partnership: NewPartnership,
         ctx: &WriteContext,
-    ) -> Result<Partnership>;
+    ) -> Result<Partnership> {
+        let (write, created) = registry::partnerships(vec![partnership]);
+        let created = registry::single(created)?;
+        let replayed = self.write_registry(write, ctx, registry::answer(&created)?).await?;
+        registry::returned(created, replayed)
+    }
+
+    /// All or none; ALREADY_EXISTS when an id is taken.
+    async fn create_partnerships(
+        &self,
+        partnerships: Vec<NewPartnership>,
+        ctx: &WriteContext,
+    ) -> Result<Vec<Partnership>> {
+        let (write, created) = registry::partnerships(partnerships);
+        let replayed = self.write_registry(write, ctx, registry::answer(&created)?).await?;
+        registry::returned(created, replayed)
+    }
     async fn get_partnership(&self, id: &Id) -> Result<Option<Partnership>>;
     async fn list_partnerships(&self, page: PageRequest) -> Result<Vec<Partnership>>;
     /// The partnerships `agency` is or was a member of, in id order.
@@ -73,7 +115,23 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The partnership and the agency must exist (callers check first: neither can be
     /// deleted, so a positive check stays true). ALREADY_EXISTS when the agency already
     /// has a membership of the partnership.
-    async fn create_membership(&self, membership: NewMembership, ctx: &WriteContext) -> Result<Membership>;
+    async fn create_membership(&self, membership: NewMembership, ctx: &WriteContext) -> Result<Membership> {
+        let (write, created) = registry::memberships(vec![membership]);
+        let created = registry::single(created)?;
+        let replayed = self.write_registry(write, ctx, registry::answer(&created)?).await?;
+        registry::returned(created, replayed)
+    }
+
+    /// As `create_membership`, all or none.
+    async fn create_memberships(
+        &self,
+        memberships: Vec<NewMembership>,
+        ctx: &WriteContext,
+    ) -> Result<Vec<Membership>> {
+        let (write, created) = registry::memberships(memberships);
+        let replayed = self.write_registry(write, ctx, registry::answer(&created)?).await?;
+        registry::returned(created, replayed)
+    }
     /// NOT_FOUND when there is no such membership; INVALID_ARGUMENT, on the field
     /// (`role`, `start_date` or `end_date`), when the patched terms are invalid.
     async fn update_membership(

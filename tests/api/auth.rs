@@ -131,6 +131,9 @@ enum Rpc {
     CreateMembership,
     UpdateMembership,
     ListMemberships,
+    BatchCreateAgencies,
+    BatchCreatePartnerships,
+    BatchCreateMemberships,
     SubmitRecords,
     IngestRecords,
     ListRecords,
@@ -140,7 +143,7 @@ enum Rpc {
     ExportReports,
 }
 
-const RPCS: [Rpc; 16] = [
+const RPCS: [Rpc; 19] = [
     Rpc::CreateAgency,
     Rpc::GetAgency,
     Rpc::ListAgencies,
@@ -150,6 +153,9 @@ const RPCS: [Rpc; 16] = [
     Rpc::CreateMembership,
     Rpc::UpdateMembership,
     Rpc::ListMemberships,
+    Rpc::BatchCreateAgencies,
+    Rpc::BatchCreatePartnerships,
+    Rpc::BatchCreateMemberships,
     Rpc::SubmitRecords,
     Rpc::IngestRecords,
     Rpc::ListRecords,
@@ -167,6 +173,9 @@ impl Rpc {
                 | Rpc::CreatePartnership
                 | Rpc::CreateMembership
                 | Rpc::UpdateMembership
+                | Rpc::BatchCreateAgencies
+                | Rpc::BatchCreatePartnerships
+                | Rpc::BatchCreateMemberships
                 | Rpc::SubmitRecords
                 | Rpc::IngestRecords
         )
@@ -174,9 +183,13 @@ impl Rpc {
 
     fn permission(self) -> &'static str {
         match self {
-            Rpc::CreateAgency | Rpc::CreatePartnership | Rpc::CreateMembership | Rpc::UpdateMembership => {
-                "registry.write"
-            }
+            Rpc::CreateAgency
+            | Rpc::CreatePartnership
+            | Rpc::CreateMembership
+            | Rpc::UpdateMembership
+            | Rpc::BatchCreateAgencies
+            | Rpc::BatchCreatePartnerships
+            | Rpc::BatchCreateMemberships => "registry.write",
             Rpc::GetAgency
             | Rpc::ListAgencies
             | Rpc::GetPartnership
@@ -248,6 +261,51 @@ async fn call(rpc: Rpc, ch: ApiChannel, n: usize) -> Result<(), Status> {
             })
             .await
             .map(drop),
+        Rpc::BatchCreateAgencies => registry
+            .batch_create_agencies(pb::BatchCreateAgenciesRequest {
+                requests: (0..2)
+                    .map(|i| pb::CreateAgencyRequest {
+                        agency_id: format!("batch-agency-{n}-{i}"),
+                        agency: Some(pb::Agency {
+                            display_name: "New".into(),
+                            sector: pb::Sector::NhsBody as i32,
+                            ..Default::default()
+                        }),
+                        request_id: String::new(),
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        Rpc::BatchCreatePartnerships => registry
+            .batch_create_partnerships(pb::BatchCreatePartnershipsRequest {
+                requests: vec![pb::CreatePartnershipRequest {
+                    partnership_id: format!("batch-partnership-{n}"),
+                    partnership: Some(pb::Partnership { display_name: "New".into(), ..Default::default() }),
+                    request_id: String::new(),
+                }],
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        // Into pq, so that it never meets CreateMembership's memberships of pa.
+        Rpc::BatchCreateMemberships => registry
+            .batch_create_memberships(pb::BatchCreateMembershipsRequest {
+                parent: "partnerships/pq".into(),
+                requests: vec![pb::CreateMembershipRequest {
+                    membership: Some(pb::Membership {
+                        agency: format!("spare-{}", n % SPARE_AGENCIES),
+                        role: pb::Role::Member as i32,
+                        start_date: "2024-01-01".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .await
+            .map(drop),
         Rpc::UpdateMembership => registry
             .update_membership(pb::UpdateMembershipRequest {
                 membership: Some(pb::Membership {
@@ -270,7 +328,11 @@ async fn call(rpc: Rpc, ch: ApiChannel, n: usize) -> Result<(), Status> {
             submission.submit_records(fixtures::submit_request("", vec![nhs_a_budget()])).await.map(drop)
         }
         Rpc::IngestRecords => {
-            let batch = pb::IngestRecordsRequest { request_id: String::new(), records: vec![nhs_a_budget()] };
+            let batch = pb::IngestRecordsRequest {
+                validate_only: false,
+                request_id: String::new(),
+                records: vec![nhs_a_budget()],
+            };
             let mut acks = submission.ingest_records(tokio_stream::iter([batch])).await?.into_inner();
             match acks.message().await?.and_then(|a| a.result) {
                 Some(Ack::Accepted(_)) => Ok(()),
@@ -330,9 +392,13 @@ const ROLES: [(&str, Role, Option<&str>); 7] = [
 fn allowed(rpc: Rpc, role: Role, agency: Option<&str>) -> bool {
     let own = agency == Some("nhs-a");
     match rpc {
-        Rpc::CreateAgency | Rpc::CreatePartnership | Rpc::CreateMembership | Rpc::UpdateMembership => {
-            role == Role::Registrar
-        }
+        Rpc::CreateAgency
+        | Rpc::CreatePartnership
+        | Rpc::CreateMembership
+        | Rpc::UpdateMembership
+        | Rpc::BatchCreateAgencies
+        | Rpc::BatchCreatePartnerships
+        | Rpc::BatchCreateMemberships => role == Role::Registrar,
         // A scoped reader reads its own agency and lists only it.
         Rpc::GetAgency => role == Role::Analyst || (role == Role::Reader && own),
         Rpc::ListAgencies | Rpc::ListPartnerships | Rpc::ExportReports => {
@@ -543,8 +609,8 @@ backend_test! {
         assert_eq!(s.app.snapshot().await, before, "nothing of the batch is stored, the request id is not taken");
 
         let batches = [
-            pb::IngestRecordsRequest { request_id: String::new(), records: vec![rec(Kind::BudgetContribution(other))] },
-            pb::IngestRecordsRequest { request_id: String::new(), records: vec![nhs_a_budget()] },
+            pb::IngestRecordsRequest { validate_only: false, request_id: String::new(), records: vec![rec(Kind::BudgetContribution(other))] },
+            pb::IngestRecordsRequest { validate_only: false, request_id: String::new(), records: vec![nhs_a_budget()] },
         ];
         let mut acks = sub.ingest_records(tokio_stream::iter(batches)).await.unwrap().into_inner();
         let first = acks.message().await.unwrap().unwrap();

@@ -30,7 +30,7 @@ fn batch(cycle: usize, b: usize) -> pb::IngestRecordsRequest {
             rec(Kind::SurveyResponse(s))
         })
         .collect();
-    pb::IngestRecordsRequest { request_id: format!("crash-{cycle}-{b}"), records }
+    pb::IngestRecordsRequest { validate_only: false, request_id: format!("crash-{cycle}-{b}"), records }
 }
 
 backend_test! {

@@ -400,7 +400,11 @@ fn the_largest_valid_batch_fits_the_message_limit() {
         })),
     };
     let largest = contract.encoded_len().max(adoption.encoded_len());
-    let batch = pb::SubmitRecordsRequest { request_id: "x".repeat(128), records: vec![contract; 10_000] };
+    let batch = pb::SubmitRecordsRequest {
+        validate_only: false,
+        request_id: "x".repeat(128),
+        records: vec![contract; 10_000],
+    };
     let size = batch.encoded_len();
     assert!(largest < 4400, "a record is at most {largest} bytes");
     assert!(size < MAX_MESSAGE_BYTES, "the largest valid batch, {size} bytes, fits");

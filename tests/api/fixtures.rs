@@ -162,5 +162,5 @@ pub fn all_nine() -> Vec<pb::Record> {
 }
 
 pub fn submit_request(request_id: &str, records: Vec<pb::Record>) -> pb::SubmitRecordsRequest {
-    pb::SubmitRecordsRequest { request_id: request_id.into(), records }
+    pb::SubmitRecordsRequest { validate_only: false, request_id: request_id.into(), records }
 }

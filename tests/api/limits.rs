@@ -27,7 +27,10 @@ fn empty_records(n: usize) -> Bytes {
 }
 
 fn batch(request_id: &str, records: Vec<pb::Record>) -> Bytes {
-    Bytes::from(pb::IngestRecordsRequest { request_id: request_id.into(), records }.encode_to_vec())
+    Bytes::from(
+        pb::IngestRecordsRequest { validate_only: false, request_id: request_id.into(), records }
+            .encode_to_vec(),
+    )
 }
 
 fn good() -> Vec<pb::Record> {

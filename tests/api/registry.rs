@@ -3,6 +3,7 @@
 use partnership_metrics::pb;
 use prost_types::FieldMask;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use crate::helpers::{assert_error, spawn_app};
 
@@ -588,5 +589,279 @@ async fn an_enum_error_names_the_values_as_callers_spell_them() {
     let details = tonic_types::StatusExt::get_error_details(&err);
     let description = &details.bad_request().unwrap().field_violations[0].description;
     assert!(description.contains("SECTOR_NHS_BODY") && description.contains("SECTOR_OTHER_PUBLIC_BODY"), "{description}");
+}
+}
+
+fn agencies_batch(ids: &[&str]) -> pb::BatchCreateAgenciesRequest {
+    pb::BatchCreateAgenciesRequest {
+        requests: ids
+            .iter()
+            .map(|id| agency_request(id, &format!("Agency {id}"), pb::Sector::NhsBody as i32, ""))
+            .collect(),
+        request_id: String::new(),
+        validate_only: false,
+    }
+}
+
+backend_test! {
+/// AIP-233: a batch is created whole, in order, as its single creates would create it.
+async fn batch_creates_register_everything_in_one_call() {
+    let app = spawn_app().await;
+    let mut client = app.registry();
+    let ids: Vec<String> = (0..1000).map(|i| format!("a-{i:04}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let agencies = client.batch_create_agencies(agencies_batch(&refs)).await.unwrap().into_inner().agencies;
+    assert_eq!(agencies.len(), 1000);
+    assert_eq!(agencies[7].name, "agencies/a-0007");
+    assert!(agencies.iter().all(|a| a.create_time.is_some()));
+    assert_eq!(
+        client.get_agency(pb::GetAgencyRequest { name: "agencies/a-0999".into() }).await.unwrap().into_inner(),
+        agencies[999]
+    );
+
+    let partnerships = client
+        .batch_create_partnerships(pb::BatchCreatePartnershipsRequest {
+            requests: ["pb", "pa"]
+                .iter()
+                .map(|id| pb::CreatePartnershipRequest {
+                    partnership_id: id.to_string(),
+                    partnership: Some(pb::Partnership { display_name: format!("P {id}"), ..Default::default() }),
+                    request_id: String::new(),
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .partnerships;
+    assert_eq!(partnerships.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["partnerships/pb", "partnerships/pa"]);
+
+    // Memberships of one partnership through the batch's parent, and of several.
+    let lead = pb::Role::Lead as i32;
+    let member = pb::Role::Member as i32;
+    let one = client
+        .batch_create_memberships(pb::BatchCreateMembershipsRequest {
+            parent: "partnerships/pa".into(),
+            requests: vec![
+                membership_request("", "a-0001", lead, "2024-01-01", ""),
+                membership_request("partnerships/pa", "a-0002", member, "2024-01-01", "2025-12-31"),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships;
+    assert_eq!(one[1].name, "partnerships/pa/memberships/a-0002");
+    assert_eq!(one[1].end_date, "2025-12-31");
+    let several = client
+        .batch_create_memberships(pb::BatchCreateMembershipsRequest {
+            parent: "partnerships/-".into(),
+            requests: vec![
+                membership_request("partnerships/pb", "a-0001", lead, "2024-01-01", ""),
+                membership_request("partnerships/pa", "a-0003", member, "2024-02-01", ""),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships;
+    assert_eq!(several[0].name, "partnerships/pb/memberships/a-0001");
+    let listed = client
+        .list_memberships(pb::ListMembershipsRequest { parent: "partnerships/pa".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships;
+    assert_eq!(listed.iter().map(|m| m.agency.as_str()).collect::<Vec<_>>(), ["a-0001", "a-0002", "a-0003"]);
+}
+}
+
+backend_test! {
+/// Every rule of a batch create: the code, the entry's field path, and nothing stored.
+async fn invalid_batch_creates_name_the_entry_and_store_nothing() {
+    let app = spawn_app().await;
+    app.create_agency("nhs-a").await;
+    app.create_partnership("pa").await;
+    let mut client = app.registry();
+    let before = app.snapshot().await;
+
+    let mut bad_sector = agencies_batch(&["x-0", "x-1", "x-2", "x-3"]);
+    bad_sector.requests[3].agency.as_mut().unwrap().sector = 99;
+    bad_sector.requests[1].agency_id = "Bad Id".into();
+    let mut child_id = agencies_batch(&["x-0", "x-1"]);
+    child_id.requests[1].request_id = "r-1".into();
+    let too_many: Vec<String> = (0..1001).map(|i| format!("m-{i}")).collect();
+    let cases: Vec<(pb::BatchCreateAgenciesRequest, Code, &str, Vec<&str>)> = vec![
+        (bad_sector, Code::InvalidArgument, "INVALID_REQUEST", vec!["requests[1].agency_id", "requests[3].agency.sector"]),
+        (agencies_batch(&["x-0", "x-1", "x-0"]), Code::InvalidArgument, "INVALID_REQUEST", vec!["requests[2].agency_id"]),
+        (agencies_batch(&[]), Code::InvalidArgument, "INVALID_REQUEST", vec!["requests"]),
+        (
+            agencies_batch(&too_many.iter().map(String::as_str).collect::<Vec<_>>()),
+            Code::InvalidArgument,
+            "INVALID_REQUEST",
+            vec!["requests"],
+        ),
+        (child_id, Code::InvalidArgument, "INVALID_REQUEST", vec!["requests[1].request_id"]),
+        (
+            pb::BatchCreateAgenciesRequest { request_id: "has space".into(), ..agencies_batch(&["x-0"]) },
+            Code::InvalidArgument,
+            "INVALID_REQUEST",
+            vec!["request_id"],
+        ),
+    ];
+    for (request, code, reason, fields) in cases {
+        let err = client.batch_create_agencies(request.clone()).await.unwrap_err();
+        let mut got: Vec<String> = err
+            .get_error_details()
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+            .unwrap_or_default();
+        got.sort_unstable();
+        assert_eq!(got, fields, "{:?}", err);
+        assert_eq!(err.code(), code);
+        assert_eq!(err.get_error_details().error_info().unwrap().reason, reason);
+    }
+
+    // An id already taken fails the whole batch, naming the entry; the others are not created.
+    let err = client.batch_create_agencies(agencies_batch(&["new-1", "new-2", "nhs-a"])).await.unwrap_err();
+    assert_error(&err, Code::AlreadyExists, "AGENCY_EXISTS", &[]);
+    assert_eq!(err.get_error_details().error_info().unwrap().metadata["field"], "requests[2].agency_id");
+    let err = client
+        .batch_create_partnerships(pb::BatchCreatePartnershipsRequest {
+            requests: ["p-new", "pa"]
+                .iter()
+                .map(|id| pb::CreatePartnershipRequest {
+                    partnership_id: id.to_string(),
+                    partnership: Some(pb::Partnership { display_name: "P".into(), ..Default::default() }),
+                    request_id: String::new(),
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::AlreadyExists, "PARTNERSHIP_EXISTS", &[]);
+    assert_eq!(err.get_error_details().error_info().unwrap().metadata["field"], "requests[1].partnership_id");
+
+    let lead = pb::Role::Lead as i32;
+    let membership_cases: Vec<(pb::BatchCreateMembershipsRequest, Code, &str, &[&str])> = vec![
+        (
+            pb::BatchCreateMembershipsRequest {
+                parent: "partnerships/pa".into(),
+                requests: vec![
+                    membership_request("", "nhs-a", lead, "2024-01-01", ""),
+                    membership_request("", "ghost", lead, "2024-01-01", ""),
+                ],
+                ..Default::default()
+            },
+            Code::NotFound,
+            "UNKNOWN_AGENCY",
+            &["requests[1].membership.agency"],
+        ),
+        (
+            pb::BatchCreateMembershipsRequest {
+                parent: "partnerships/-".into(),
+                requests: vec![membership_request("partnerships/nowhere", "nhs-a", lead, "2024-01-01", "")],
+                ..Default::default()
+            },
+            Code::NotFound,
+            "UNKNOWN_PARTNERSHIP",
+            &["requests[0].parent"],
+        ),
+        (
+            pb::BatchCreateMembershipsRequest {
+                parent: "partnerships/pa".into(),
+                requests: vec![
+                    membership_request("partnerships/other", "nhs-a", lead, "2024-01-01", ""),
+                    membership_request("", "nhs-a", lead, "2024-03-01", "2024-02-01"),
+                ],
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "INVALID_REQUEST",
+            &["requests[0].parent", "requests[1].membership.end_date"],
+        ),
+        (
+            pb::BatchCreateMembershipsRequest {
+                parent: String::new(),
+                requests: vec![
+                    membership_request("partnerships/pa", "nhs-a", lead, "2024-01-01", ""),
+                    membership_request("partnerships/pa", "nhs-a", lead, "2024-01-01", ""),
+                ],
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "INVALID_REQUEST",
+            &["requests[1].membership.agency"],
+        ),
+    ];
+    for (request, code, reason, fields) in membership_cases {
+        let err = client.batch_create_memberships(request.clone()).await.unwrap_err();
+        assert_error(&err, code, reason, fields);
+    }
+    client
+        .create_membership(membership_request("partnerships/pa", "nhs-a", lead, "2024-01-01", ""))
+        .await
+        .unwrap();
+    let after_one = app.snapshot().await;
+    let err = client
+        .batch_create_memberships(pb::BatchCreateMembershipsRequest {
+            parent: "partnerships/pa".into(),
+            requests: vec![membership_request("", "nhs-a", lead, "2024-01-01", "")],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::AlreadyExists, "MEMBERSHIP_EXISTS", &[]);
+    assert_eq!(err.get_error_details().error_info().unwrap().metadata["field"], "requests[0].membership.agency");
+    assert_eq!(app.snapshot().await, after_one, "a rejected batch changed the database");
+    assert_ne!(after_one, before);
+}
+}
+
+backend_test! {
+/// validate_only checks the batch against the stored registry and creates nothing; a
+/// batch's request id makes its retry a replay.
+async fn batch_creates_honour_validate_only_and_request_ids() {
+    let app = spawn_app().await;
+    app.create_agency("nhs-a").await;
+    let mut client = app.registry();
+    let before = app.snapshot().await;
+    let checked = client
+        .batch_create_agencies(pb::BatchCreateAgenciesRequest {
+            validate_only: true,
+            request_id: "agencies-1".into(),
+            ..agencies_batch(&["b-1", "b-2"])
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(checked.agencies.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["agencies/b-1", "agencies/b-2"]);
+    assert_eq!(app.snapshot().await, before, "validate_only created something");
+    let err = client
+        .batch_create_agencies(pb::BatchCreateAgenciesRequest {
+            validate_only: true,
+            ..agencies_batch(&["b-1", "nhs-a"])
+        })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::AlreadyExists, "AGENCY_EXISTS", &[]);
+
+    // The request id was not consumed by validate_only.
+    let request = pb::BatchCreateAgenciesRequest { request_id: "agencies-1".into(), ..agencies_batch(&["b-1", "b-2"]) };
+    let first = client.batch_create_agencies(request.clone()).await.unwrap().into_inner();
+    let after = app.snapshot().await;
+    assert_ne!(after, before);
+    assert_eq!(client.batch_create_agencies(request.clone()).await.unwrap().into_inner(), first);
+    assert_eq!(app.snapshot().await, after, "a retry creates nothing");
+    let err = client
+        .batch_create_agencies(pb::BatchCreateAgenciesRequest { request_id: "agencies-1".into(), ..agencies_batch(&["b-3"]) })
+        .await
+        .unwrap_err();
+    assert_error(&err, Code::InvalidArgument, "REQUEST_ID_REUSED", &["request_id"]);
+    assert_eq!(app.snapshot().await, after);
 }
 }

@@ -276,7 +276,11 @@ async fn member_restructures(app: &TestApp) {
         staff_affected: 12,
     }));
     app.submission()
-        .submit_records(pb::SubmitRecordsRequest { request_id: "indirect-1".into(), records: vec![event] })
+        .submit_records(pb::SubmitRecordsRequest {
+            validate_only: false,
+            request_id: "indirect-1".into(),
+            records: vec![event],
+        })
         .await
         .unwrap();
 }

@@ -640,8 +640,14 @@ async fn a_retry_returns_the_stored_response_and_changes_nothing() {
     let request = submit_request("batch-2026-09-30-001", all_nine());
     let first = client.submit_records(request.clone()).await.unwrap().into_inner();
     let after = app.snapshot().await;
+    assert!(!first.replayed);
     let retry = client.submit_records(request.clone()).await.unwrap().into_inner();
-    assert_eq!(retry, first, "identical response, commit time included");
+    assert!(retry.replayed, "a retry says it is a replay");
+    assert_eq!(
+        pb::SubmitRecordsResponse { replayed: false, ..retry },
+        first,
+        "otherwise the identical response, commit time included"
+    );
     assert_eq!(app.snapshot().await, after, "no duplicate rows, audit trail unchanged");
 
     let mut changed = request.clone();
@@ -652,12 +658,14 @@ async fn a_retry_returns_the_stored_response_and_changes_nothing() {
 
     // The same batch retried through the stream is the same request.
     let stream = tokio_stream::iter([pb::IngestRecordsRequest {
+        validate_only: false,
         request_id: request.request_id.clone(),
         records: request.records.clone(),
     }]);
     let acks: Vec<_> = client.ingest_records(stream).await.unwrap().into_inner().collect().await;
     let Some(Ack::Accepted(replayed)) = acks[0].as_ref().unwrap().result.clone() else { panic!("{acks:?}") };
-    assert_eq!(replayed, first);
+    assert!(replayed.replayed);
+    assert_eq!(pb::SubmitRecordsResponse { replayed: false, ..replayed }, first);
     assert_eq!(app.snapshot().await, after);
 }
 }
@@ -910,7 +918,7 @@ async fn a_stream_acknowledges_each_batch_in_order_and_survives_a_bad_one() {
                     }
                 })
                 .collect();
-            pb::IngestRecordsRequest { request_id: format!("stream-{b}"), records }
+            pb::IngestRecordsRequest { validate_only: false, request_id: format!("stream-{b}"), records }
         })
         .collect();
     let mut client = app.submission();
@@ -966,7 +974,7 @@ async fn shutdown_ends_an_open_stream_after_its_batch_and_says_where_to_resume()
         .await
         .unwrap()
         .into_inner();
-    tx.send(pb::IngestRecordsRequest { request_id: "s-0".into(), records: all_nine() }).await.unwrap();
+    tx.send(pb::IngestRecordsRequest { validate_only: false, request_id: "s-0".into(), records: all_nine() }).await.unwrap();
     let first = acks.next().await.unwrap().unwrap();
     assert!(matches!(first.result, Some(Ack::Accepted(_))));
 
@@ -1036,5 +1044,105 @@ async fn eight_concurrent_writers_into_one_partnership_all_succeed() {
         token = page.next_page_token;
     }
     assert_eq!(count, 8 * 5 * 50);
+}
+}
+
+backend_test! {
+/// AIP-163: a validate_only batch runs every check, answers with the counts the write
+/// would give, stores nothing and leaves its request id free for the real write.
+async fn validate_only_answers_as_the_write_would_and_stores_nothing() {
+    let app = setup().await;
+    let mut client = app.submission();
+    client.submit_records(submit_request("stored-1", all_nine())).await.unwrap();
+    let before = app.snapshot().await;
+
+    // Every rejection is the one the write gives, and nothing is stored.
+    for case in cases() {
+        let mut request = submit_request("", case.records);
+        request.validate_only = true;
+        let err = client.submit_records(request).await.expect_err(case.name);
+        let fields: Vec<&str> = case.fields.iter().map(String::as_str).collect();
+        assert_error(&err, case.code, case.reason, &fields);
+    }
+    assert_eq!(app.snapshot().await, before, "a rejected validate_only batch changed the database");
+
+    // Two corrections of stored records and three new ones.
+    let mut records = vec![rec(w(|r| r.leavers = 3)), rec(Kind::BudgetContribution(budget()))];
+    records.extend((0..3).map(|i| rec(sr(|r| r.response_id = format!("new-{i}")))));
+    let mut request = submit_request("checked-then-written", records);
+    request.validate_only = true;
+    let checked = client.submit_records(request.clone()).await.unwrap().into_inner();
+    assert_eq!((checked.record_count, checked.inserted_count, checked.replaced_count), (5, 3, 2));
+    assert!(checked.commit_time.is_none(), "nothing was committed");
+    assert!(!checked.replayed);
+    assert_eq!(app.snapshot().await, before, "validate_only stored something");
+    // Checked twice: still nothing stored, the same answer.
+    assert_eq!(client.submit_records(request.clone()).await.unwrap().into_inner(), checked);
+
+    // The request id was not consumed: the real write under it applies the batch.
+    request.validate_only = false;
+    let written = client.submit_records(request.clone()).await.unwrap().into_inner();
+    assert!(!written.replayed, "the validate_only call did not consume the request id");
+    assert!(written.commit_time.is_some());
+    assert_eq!(
+        (written.record_count, written.inserted_count, written.replaced_count),
+        (checked.record_count, checked.inserted_count, checked.replaced_count),
+        "validate_only gave the write's counts"
+    );
+    let after = app.snapshot().await;
+    assert_ne!(after, before);
+
+    // validate_only under a committed request id answers with the stored response.
+    request.validate_only = true;
+    let replay = client.submit_records(request).await.unwrap().into_inner();
+    assert!(replay.replayed);
+    assert_eq!(pb::SubmitRecordsResponse { replayed: false, ..replay }, written);
+    assert_eq!(app.snapshot().await, after);
+}
+}
+
+backend_test! {
+/// validate_only per batch of a stream: a checked batch is answered and not stored,
+/// the next batch under the same request id is written.
+async fn validate_only_batches_of_a_stream_are_checked_not_stored() {
+    let app = setup().await;
+    let before = app.snapshot().await;
+    let records: Vec<pb::Record> = (0..40).map(|i| rec(sr(|r| r.response_id = format!("s-{i}")))).collect();
+    let batch = |validate_only: bool, records: Vec<pb::Record>| pb::IngestRecordsRequest {
+        validate_only,
+        request_id: "stream-checked".into(),
+        records,
+    };
+    let bad = vec![rec(sr(|r| r.period = "2026Q5".into()))];
+    let mut client = app.submission();
+    let acks: Vec<pb::IngestRecordsResponse> = client
+        .ingest_records(tokio_stream::iter([
+            batch(true, bad),
+            batch(true, records.clone()),
+            batch(false, records.clone()),
+        ]))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|a| a.unwrap())
+        .collect()
+        .await;
+    assert_eq!(acks.len(), 3);
+    let Some(Ack::Rejected(status)) = &acks[0].result else { panic!("{acks:?}") };
+    assert_eq!(status.code, Code::InvalidArgument as i32);
+    let Some(Ack::Accepted(checked)) = &acks[1].result else { panic!("{acks:?}") };
+    assert_eq!((checked.inserted_count, checked.replaced_count), (40, 0));
+    assert!(checked.commit_time.is_none());
+    let Some(Ack::Accepted(written)) = &acks[2].result else { panic!("{acks:?}") };
+    assert!(!written.replayed && written.commit_time.is_some());
+    assert_eq!(written.inserted_count, 40);
+    let stored = client
+        .list_records(pb::ListRecordsRequest { page_size: 1000, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert_eq!(stored.len(), 40, "only the written batch is stored");
+    assert_ne!(app.snapshot().await, before);
 }
 }

@@ -230,6 +230,7 @@ async fn spans_metrics_and_log_ids_reach_a_real_otlp_receiver() {
     let mut submission = SubmissionServiceClient::new(channel.clone());
     submission
         .submit_records(traced(pb::SubmitRecordsRequest {
+            validate_only: false,
             request_id: String::new(),
             records: vec![rec(Kind::BudgetContribution(budget()))],
         }))
@@ -239,6 +240,7 @@ async fn spans_metrics_and_log_ids_reach_a_real_otlp_receiver() {
     bad.pooled_pence = -1;
     submission
         .submit_records(pb::SubmitRecordsRequest {
+            validate_only: false,
             request_id: String::new(),
             records: vec![rec(Kind::BudgetContribution(bad))],
         })
@@ -271,6 +273,7 @@ async fn spans_metrics_and_log_ids_reach_a_real_otlp_receiver() {
     b.period = "2026Q2".into();
     hold_tx
         .send(pb::IngestRecordsRequest {
+            validate_only: false,
             request_id: String::new(),
             records: vec![rec(Kind::BudgetContribution(b))],
         })

@@ -194,7 +194,11 @@ pub async fn load(app: &TestApp) {
     ];
     let mut client = app.submission();
     client
-        .submit_records(pb::SubmitRecordsRequest { request_id: "worked-1".into(), records: first })
+        .submit_records(pb::SubmitRecordsRequest {
+            validate_only: false,
+            request_id: "worked-1".into(),
+            records: first,
+        })
         .await
         .unwrap();
     // Corrections: r1's morale 1 -> 2, nhs-a's 2026Q3 leavers 50 -> 5.
@@ -203,7 +207,11 @@ pub async fn load(app: &TestApp) {
         wr("nhs-a", "2026Q3", (100, 110, 5, 15, 5), Some((80, 100))),
     ];
     let done = client
-        .submit_records(pb::SubmitRecordsRequest { request_id: "worked-2".into(), records: corrections })
+        .submit_records(pb::SubmitRecordsRequest {
+            validate_only: false,
+            request_id: "worked-2".into(),
+            records: corrections,
+        })
         .await
         .unwrap()
         .into_inner();

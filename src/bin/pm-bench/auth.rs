@@ -152,7 +152,11 @@ async fn one_stream(
     let mut client = SubmissionServiceClient::new(channel).max_encoding_message_size(64 << 20);
     let batches: Vec<pb::IngestRecordsRequest> = records
         .chunks(batch)
-        .map(|c| pb::IngestRecordsRequest { request_id: String::new(), records: c.to_vec() })
+        .map(|c| pb::IngestRecordsRequest {
+            request_id: String::new(),
+            records: c.to_vec(),
+            validate_only: false,
+        })
         .collect();
     let mut acks = client.ingest_records(tokio_stream::iter(batches)).await?.into_inner();
     let mut n = 0;

@@ -208,6 +208,7 @@ pub async fn concurrent_ingest(
                     .map(|(i, c)| pb::IngestRecordsRequest {
                         request_id: format!("cc-{s}-{i}"),
                         records: c.to_vec(),
+                        validate_only: false,
                     })
                     .collect();
                 let (mut ok, mut bad) = (0u64, 0u64);

@@ -23,15 +23,14 @@ use super::{
     KnownIdCache, PageRequest, Store, audit, conflict_or_internal,
     rows::{self, membership_columns},
 };
+use crate::storage::{listing::bind_all, registry::RegistryWrite};
 use crate::{
     domain::{
         Date, Id, Idempotency, Timestamp,
         audit::{ChainBreak, ChainSummary, WriteContext},
         check::{CheckedBatch, Known, References},
         records::RecordKey,
-        registry::{
-            Agency, Membership, MembershipPatch, NewAgency, NewMembership, NewPartnership, Partnership,
-        },
+        registry::{Agency, Membership, MembershipPatch, Partnership},
         submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
     },
     error::{Error, Result, reason},
@@ -232,47 +231,48 @@ impl Store for PostgresStore {
         "postgres"
     }
 
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
-        Ok(())
-    }
-
-    async fn create_agency(&self, agency: NewAgency, ctx: &WriteContext) -> Result<Agency> {
+    async fn write_registry(
+        &self,
+        write: RegistryWrite,
+        ctx: &WriteContext,
+        answer: serde_json::Value,
+    ) -> Result<Option<serde_json::Value>> {
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if let Some(idem) = &ctx.idem
             && let Claim::Replayed(done) = claim(&mut tx, idem).await?
         {
-            return Ok(done);
+            return Ok(Some(done));
         }
-        let created = Agency {
-            id: agency.id,
-            display_name: agency.display_name,
-            sector: agency.sector,
-            create_time: Timestamp::now(),
-        };
-        sqlx::query("INSERT INTO agencies (id, display_name, sector, create_time) VALUES ($1, $2, $3, $4)")
-            .bind(created.id.as_str())
-            .bind(&created.display_name)
-            .bind(created.sector.as_str())
-            .bind(created.create_time.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                conflict_or_internal(e, || {
-                    Error::already_exists(
-                        reason::AGENCY_EXISTS,
-                        format!("agency {} already exists", created.id),
-                    )
-                    .with_metadata("agency", created.id.as_str())
-                })
-            })?;
+        // Membership changes of a partnership are serialised with its principles
+        // checks across replicas; in id order, so two writes never wait in a cycle.
+        for p in &write.changes {
+            lock_principles(&mut tx, p.as_str()).await?;
+        }
+        for (binds, exists) in write.rows {
+            bind_all(sqlx::query(write.sql), binds)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_or_internal(e, || exists))?;
+        }
+        // Validation only: dropping the transaction rolls back the rows and the claim.
+        if ctx.validate_only {
+            return Ok(None);
+        }
+        for p in &write.changes {
+            bump_data_version(&mut tx, p).await?;
+        }
         if let Some(idem) = &ctx.idem {
-            remember(&mut tx, idem, &created).await?;
+            remember(&mut tx, idem, &answer).await?;
         }
-        audit(&mut tx, ctx, created.create_time, vec![format!("agencies/{}", created.id)]).await?;
+        audit(&mut tx, ctx, write.time, write.keys).await?;
         tx.commit().await?;
-        Ok(created)
+        Ok(None)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
+        Ok(())
     }
 
     async fn get_agency(&self, id: &Id) -> Result<Option<Agency>> {
@@ -292,50 +292,6 @@ impl Store for PostgresStore {
         .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(rows::agency).collect()
-    }
-
-    async fn create_partnership(
-        &self,
-        partnership: NewPartnership,
-        ctx: &WriteContext,
-    ) -> Result<Partnership> {
-        let mut conn = self.conn().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        if let Some(idem) = &ctx.idem
-            && let Claim::Replayed(done) = claim(&mut tx, idem).await?
-        {
-            return Ok(done);
-        }
-        let created = Partnership {
-            id: partnership.id,
-            display_name: partnership.display_name,
-            purpose: partnership.purpose,
-            create_time: Timestamp::now(),
-        };
-        sqlx::query(
-            "INSERT INTO partnerships (id, display_name, purpose, create_time) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(created.id.as_str())
-        .bind(&created.display_name)
-        .bind(&created.purpose)
-        .bind(created.create_time.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            conflict_or_internal(e, || {
-                Error::already_exists(
-                    reason::PARTNERSHIP_EXISTS,
-                    format!("partnership {} already exists", created.id),
-                )
-                .with_metadata("partnership", created.id.as_str())
-            })
-        })?;
-        if let Some(idem) = &ctx.idem {
-            remember(&mut tx, idem, &created).await?;
-        }
-        audit(&mut tx, ctx, created.create_time, vec![format!("partnerships/{}", created.id)]).await?;
-        tx.commit().await?;
-        Ok(created)
     }
 
     async fn get_partnership(&self, id: &Id) -> Result<Option<Partnership>> {
@@ -386,58 +342,6 @@ impl Store for PostgresStore {
             self.known.learn_member(partnership, agency);
         }
         Ok(found)
-    }
-
-    async fn create_membership(&self, membership: NewMembership, ctx: &WriteContext) -> Result<Membership> {
-        let mut conn = self.conn().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        if let Some(idem) = &ctx.idem
-            && let Claim::Replayed(done) = claim(&mut tx, idem).await?
-        {
-            return Ok(done);
-        }
-        lock_principles(&mut tx, membership.partnership.as_str()).await?;
-        let now = Timestamp::now();
-        let created = Membership {
-            partnership: membership.partnership,
-            agency: membership.agency,
-            terms: membership.terms,
-            create_time: now,
-            update_time: now,
-        };
-        sqlx::query(
-            "INSERT INTO memberships (partnership_id, agency_id, role, start_date, end_date, create_time, update_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(created.partnership.as_str())
-        .bind(created.agency.as_str())
-        .bind(created.terms.role.as_str())
-        .bind(created.terms.start_date.to_string())
-        .bind(created.terms.end_date.map(|d| d.to_string()))
-        .bind(now.0)
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            conflict_or_internal(e, || {
-                Error::already_exists(
-                    reason::MEMBERSHIP_EXISTS,
-                    format!(
-                        "agency {} already has a membership of partnership {}; edit it with UpdateMembership",
-                        created.agency, created.partnership
-                    ),
-                )
-                .with_metadata("partnership", created.partnership.as_str())
-                .with_metadata("agency", created.agency.as_str())
-            })
-        })?;
-        bump_data_version(&mut tx, &created.partnership).await?;
-        if let Some(idem) = &ctx.idem {
-            remember(&mut tx, idem, &created).await?;
-        }
-        audit(&mut tx, ctx, now, vec![created.name()]).await?;
-        tx.commit().await?;
-        Ok(created)
     }
 
     async fn update_membership(

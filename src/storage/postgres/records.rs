@@ -20,8 +20,7 @@ use crate::{
     storage::{
         PageRequest, assemble_report_data, audit,
         batch::{PreparedBatch, replaced_by_other_agency},
-        codec,
-        listing::{self, Bind},
+        codec, listing,
         rows::{self, id_col, membership_columns},
     },
 };
@@ -138,6 +137,12 @@ impl PostgresStore {
             written
                 .insert(row.try_get::<String, _>(0)?, (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?));
         }
+        if ctx.validate_only {
+            // Every check has run and the counts are known: dropping the transaction
+            // rolls the batch and its request-id claim back.
+            let (outcome, _) = prepared.finish(&written, now)?;
+            return Ok(SubmitOutcome { validated_only: true, ..outcome });
+        }
         let written_keys = prepared.keys.iter().map(|w| w.key.clone()).collect();
         let touched = (prepared.partnerships.clone(), prepared.event_agencies.clone());
         let (outcome, revisions) = prepared.finish(&written, now)?;
@@ -155,7 +160,7 @@ impl PostgresStore {
         .execute(&mut *tx)
         .await?;
         if let Some(idem) = idem {
-            remember(&mut tx, idem, &outcome).await?;
+            remember(&mut tx, idem, &outcome.stored()).await?;
         }
         // Last but the audit entry: the partnership rows stay locked only until commit.
         bump_versions(&mut tx, &touched.0, &touched.1).await?;
@@ -170,14 +175,9 @@ impl PostgresStore {
         page: PageRequest,
     ) -> Result<Vec<StoredRecord>> {
         let (sql, binds) = listing::list_records(filter, &page);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q.fetch_all(&mut *self.conn().await?).await?;
+        let rows = listing::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(StoredRecord {

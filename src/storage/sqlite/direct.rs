@@ -211,6 +211,12 @@ fn submit(
             written.insert(w.key.clone(), row);
         }
     }
+    if ctx.validate_only {
+        // Every check has run and the counts are known: roll back (dropping the
+        // transaction) before anything that outlives it.
+        let (outcome, _) = prepared.finish(&written, now)?;
+        return Ok((SubmitOutcome { validated_only: true, ..outcome }, Vec::new()));
+    }
     let bumped = bump_versions(&tx, &prepared)?;
     let keys = prepared.keys.iter().map(|w| w.key.clone()).collect();
     let (outcome, revisions) = prepared.finish(&written, now)?;
@@ -228,7 +234,7 @@ fn submit(
         }
     }
     if let Some(idem) = idem {
-        let json = serde_json::to_string(&outcome).map_err(|e| Error::internal(e.into()))?;
+        let json = serde_json::to_string(&outcome.stored()).map_err(|e| Error::internal(e.into()))?;
         tx.execute(
             "INSERT INTO request_log (request_id, method, fingerprint, response, create_time) VALUES (?1, ?2, ?3, ?4, ?5)",
             (idem.request_id.as_str(), idem.method, &idem.fingerprint[..], json, now.0),

@@ -24,6 +24,7 @@ use super::{
     KnownIdCache, PageRequest, Store, audit, conflict_or_internal,
     rows::{self, membership_columns},
 };
+use crate::storage::{listing::bind_all, registry::RegistryWrite};
 use crate::{
     domain::submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
     domain::{
@@ -31,9 +32,7 @@ use crate::{
         audit::{ChainBreak, ChainSummary, WriteContext},
         check::{CheckedBatch, Known, References},
         records::RecordKey,
-        registry::{
-            Agency, Membership, MembershipPatch, NewAgency, NewMembership, NewPartnership, Partnership,
-        },
+        registry::{Agency, Membership, MembershipPatch, Partnership},
     },
     error::{Error, Result, reason},
 };
@@ -171,47 +170,47 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
-        Ok(())
-    }
-
-    async fn create_agency(&self, agency: NewAgency, ctx: &WriteContext) -> Result<Agency> {
+    async fn write_registry(
+        &self,
+        write: RegistryWrite,
+        ctx: &WriteContext,
+        answer: serde_json::Value,
+    ) -> Result<Option<serde_json::Value>> {
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         if let Some(idem) = &ctx.idem
             && let Some(done) = replay(&mut tx, idem).await?
         {
-            return Ok(done);
+            return Ok(Some(done));
         }
-        let created = Agency {
-            id: agency.id,
-            display_name: agency.display_name,
-            sector: agency.sector,
-            create_time: Timestamp::now(),
-        };
-        sqlx::query("INSERT INTO agencies (id, display_name, sector, create_time) VALUES (?, ?, ?, ?)")
-            .bind(created.id.as_str())
-            .bind(&created.display_name)
-            .bind(created.sector.as_str())
-            .bind(created.create_time.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                conflict_or_internal(e, || {
-                    Error::already_exists(
-                        reason::AGENCY_EXISTS,
-                        format!("agency {} already exists", created.id),
-                    )
-                    .with_metadata("agency", created.id.as_str())
-                })
-            })?;
+        for (binds, exists) in write.rows {
+            bind_all(sqlx::query(write.sql), binds)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_or_internal(e, || exists))?;
+        }
+        // Validation only: the transaction is dropped, so nothing was written.
+        if ctx.validate_only {
+            return Ok(None);
+        }
+        let mut versions: Vec<(String, i64)> =
+            write.created_partnerships.iter().map(|p| (p.to_string(), 0)).collect();
+        for p in &write.changes {
+            versions.push((p.to_string(), bump_data_version(&mut tx, p).await?));
+        }
         if let Some(idem) = &ctx.idem {
-            remember(&mut tx, idem, &created).await?;
+            remember(&mut tx, idem, &answer).await?;
         }
-        audit(&mut tx, ctx, created.create_time, vec![format!("agencies/{}", created.id)]).await?;
+        audit(&mut tx, ctx, write.time, write.keys).await?;
         tx.commit().await?;
-        Ok(created)
+        // Committed: the new versions are visible before the write is acknowledged.
+        self.set_versions(&versions);
+        Ok(None)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await?;
+        Ok(())
     }
 
     async fn get_agency(&self, id: &Id) -> Result<Option<Agency>> {
@@ -231,49 +230,6 @@ impl Store for SqliteStore {
         .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(rows::agency).collect()
-    }
-
-    async fn create_partnership(
-        &self,
-        partnership: NewPartnership,
-        ctx: &WriteContext,
-    ) -> Result<Partnership> {
-        let mut conn = self.conn().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
-        if let Some(idem) = &ctx.idem
-            && let Some(done) = replay(&mut tx, idem).await?
-        {
-            return Ok(done);
-        }
-        let created = Partnership {
-            id: partnership.id,
-            display_name: partnership.display_name,
-            purpose: partnership.purpose,
-            create_time: Timestamp::now(),
-        };
-        sqlx::query("INSERT INTO partnerships (id, display_name, purpose, create_time) VALUES (?, ?, ?, ?)")
-            .bind(created.id.as_str())
-            .bind(&created.display_name)
-            .bind(&created.purpose)
-            .bind(created.create_time.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                conflict_or_internal(e, || {
-                    Error::already_exists(
-                        reason::PARTNERSHIP_EXISTS,
-                        format!("partnership {} already exists", created.id),
-                    )
-                    .with_metadata("partnership", created.id.as_str())
-                })
-            })?;
-        if let Some(idem) = &ctx.idem {
-            remember(&mut tx, idem, &created).await?;
-        }
-        audit(&mut tx, ctx, created.create_time, vec![format!("partnerships/{}", created.id)]).await?;
-        tx.commit().await?;
-        self.set_versions(&[(created.id.to_string(), 0)]);
-        Ok(created)
     }
 
     async fn get_partnership(&self, id: &Id) -> Result<Option<Partnership>> {
@@ -323,58 +279,6 @@ impl Store for SqliteStore {
             self.known.learn_member(partnership, agency);
         }
         Ok(found)
-    }
-
-    async fn create_membership(&self, membership: NewMembership, ctx: &WriteContext) -> Result<Membership> {
-        let mut conn = self.conn().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
-        if let Some(idem) = &ctx.idem
-            && let Some(done) = replay(&mut tx, idem).await?
-        {
-            return Ok(done);
-        }
-        let now = Timestamp::now();
-        let created = Membership {
-            partnership: membership.partnership,
-            agency: membership.agency,
-            terms: membership.terms,
-            create_time: now,
-            update_time: now,
-        };
-        sqlx::query(
-            "INSERT INTO memberships (partnership_id, agency_id, role, start_date, end_date, create_time, update_time) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(created.partnership.as_str())
-        .bind(created.agency.as_str())
-        .bind(created.terms.role.as_str())
-        .bind(created.terms.start_date.to_string())
-        .bind(created.terms.end_date.map(|d| d.to_string()))
-        .bind(now.0)
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            conflict_or_internal(e, || {
-                Error::already_exists(
-                    reason::MEMBERSHIP_EXISTS,
-                    format!(
-                        "agency {} already has a membership of partnership {}; edit it with UpdateMembership",
-                        created.agency, created.partnership
-                    ),
-                )
-                .with_metadata("partnership", created.partnership.as_str())
-                .with_metadata("agency", created.agency.as_str())
-            })
-        })?;
-        let version = bump_data_version(&mut tx, &created.partnership).await?;
-        if let Some(idem) = &ctx.idem {
-            remember(&mut tx, idem, &created).await?;
-        }
-        audit(&mut tx, ctx, now, vec![created.name()]).await?;
-        tx.commit().await?;
-        self.set_versions(&[(created.partnership.to_string(), version)]);
-        Ok(created)
     }
 
     async fn update_membership(

@@ -14,8 +14,7 @@ use crate::{
     },
     error::{Error, Result},
     storage::{
-        PageRequest, codec,
-        listing::{self, Bind},
+        PageRequest, codec, listing,
         rows::{self, id_col},
     },
 };
@@ -76,14 +75,9 @@ impl SqliteStore {
         page: PageRequest,
     ) -> Result<Vec<StoredRecord>> {
         let (sql, binds) = listing::list_records(filter, &page);
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for b in binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q.fetch_all(&mut *self.conn().await?).await?;
+        let rows = listing::bind_all(sqlx::query(AssertSqlSafe(sql)), binds)
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
         rows.iter()
             .map(|row| {
                 let content: Vec<u8> = row.try_get(1)?;
