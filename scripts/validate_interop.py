@@ -177,7 +177,17 @@ def validate_dhis2(doc: Any, validator: Draft202012Validator | None = None) -> l
 
 # FHIR id datatype (http://hl7.org/fhir/R4B/datatypes.html#id).
 _FHIR_ID = r"[A-Za-z0-9\-\.]{1,64}"
-_ORG_REFERENCE = re.compile(rf"^Organization/{_FHIR_ID}$")
+_REFERENCE = re.compile(rf"^([A-Za-z]+)/{_FHIR_ID}$")
+# The targets FHIR R4 (4.0.1) and R4B (4.3.0) allow, from
+# https://hl7.org/fhir/R4/measurereport-definitions.html#MeasureReport.subject and
+# #MeasureReport.reporter. An Organization may be the reporter, never the subject
+# (R5 added Organization as a subject; R4/R4B do not have it). fhir.resources does
+# not check reference targets, so this does.
+SUBJECT_TARGETS = ("Patient", "Practitioner", "PractitionerRole", "Location", "Device", "RelatedPerson", "Group")
+REPORTER_TARGETS = ("Practitioner", "PractitionerRole", "Location", "Organization")
+# Our profile: the subject is the partnership, and of the allowed targets only a
+# Group can stand for it.
+SUBJECT_TYPE = "Group"
 # A canonical (http://hl7.org/fhir/R4B/datatypes.html#canonical): an absolute URL,
 # optionally `|version`. We require http(s) and forbid whitespace and fragments.
 _CANONICAL = re.compile(r"^https?://[^\s|#]+(\|[^\s|#]+)?$")
@@ -256,8 +266,19 @@ def check_measure_report(mr: Any, path: list[Any]) -> Iterator[Problem]:
 
     subject = mr.get("subject")
     ref = subject.get("reference") if isinstance(subject, dict) else None
-    if not isinstance(ref, str) or not _ORG_REFERENCE.match(ref):
-        yield json_path(path + ["subject", "reference"]), f"must be 'Organization/<id>', not {ref!r}"
+    m = _REFERENCE.match(ref) if isinstance(ref, str) else None
+    if m and m[1] not in SUBJECT_TARGETS:
+        yield (json_path(path + ["subject", "reference"]),
+               f"{ref!r}: FHIR R4/R4B MeasureReport.subject cannot reference {m[1]} "
+               f"(allowed: {', '.join(SUBJECT_TARGETS)}); the partnership is '{SUBJECT_TYPE}/<id>'")
+    elif not m or m[1] != SUBJECT_TYPE:
+        yield json_path(path + ["subject", "reference"]), f"must be '{SUBJECT_TYPE}/<id>' (the partnership), not {ref!r}"
+    reporter = mr.get("reporter")
+    if isinstance(reporter, dict) and isinstance(reporter.get("reference"), str):
+        m = _REFERENCE.match(reporter["reference"])
+        if not m or m[1] not in REPORTER_TARGETS:
+            yield (json_path(path + ["reporter", "reference"]),
+                   f"{reporter['reference']!r}: MeasureReport.reporter must reference one of {', '.join(REPORTER_TARGETS)}")
 
     period = mr.get("period")
     if not isinstance(period, dict):
@@ -299,6 +320,9 @@ def check_measure_report(mr: Any, path: list[Any]) -> Iterator[Problem]:
             if not isinstance(strat, dict):
                 continue
             for ti, stratum in enumerate(strat.get("stratum") or []):
+                if isinstance(stratum, dict) and ("value" in stratum) == ("component" in stratum):
+                    yield (json_path(gpath + ["stratifier", si, "stratum", ti]),
+                           "a stratum has either a value or components, not both nor neither (mrp-2)")
                 if isinstance(stratum, dict) and "measureScore" in stratum:
                     yield from _check_score(
                         stratum["measureScore"], gpath + ["stratifier", si, "stratum", ti, "measureScore"]
@@ -315,6 +339,8 @@ def check_fhir_rules(doc: Any) -> list[Problem]:
         return [("$.resourceType", f"must be 'Bundle', not {doc.get('resourceType')!r}")]
     if doc.get("type") != "collection":
         problems.append(("$.type", f"must be 'collection', not {doc.get('type')!r}"))
+    if "total" in doc:
+        problems.append(("$.total", "total is only for searchset and history bundles (bdl-1)"))
     entries = doc.get("entry")
     if not isinstance(entries, list) or not entries:
         problems.append(("$.entry", "at least one entry (a MeasureReport) is required"))
@@ -326,6 +352,9 @@ def check_fhir_rules(doc: Any) -> list[Problem]:
         epath: list[Any] = ["entry", i]
         if not isinstance(entry, dict):
             continue
+        for key, rule in (("search", "bdl-2"), ("request", "bdl-3"), ("response", "bdl-4")):
+            if key in entry:
+                problems.append((json_path(epath + [key]), f"entry.{key} is not allowed in a collection bundle ({rule})"))
         full_url = entry.get("fullUrl")
         if isinstance(full_url, str):
             if full_url.startswith("urn:uuid:"):
@@ -336,6 +365,8 @@ def check_fhir_rules(doc: Any) -> list[Problem]:
                 if not ok:
                     problems.append((json_path(epath + ["fullUrl"]),
                                      f"{full_url!r}: a urn:uuid must be a lowercase RFC 4122 UUID"))
+            if "/_history/" in full_url:
+                problems.append((json_path(epath + ["fullUrl"]), "fullUrl cannot be a version-specific reference (bdl-8)"))
             if full_url in full_urls:
                 problems.append((json_path(epath + ["fullUrl"]), f"fullUrl repeats $.entry[{full_urls[full_url]}] (bdl-7)"))
             else:
