@@ -52,6 +52,119 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Load agencies, partnerships, memberships and records from CSV or NDJSON files
+    /// (docs/formats.md) into a running server through its API.
+    Import(ImportArgs),
+    /// Write every report of a period (ExportReports) as CSV, NDJSON, Parquet, a
+    /// DHIS2 data value set or a FHIR R4 Bundle of MeasureReports.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A readable table.
+    Table,
+    /// The contract's JSON mapping.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    Csv,
+    Ndjson,
+}
+
+impl From<InputFormat> for crate::cli::formats::Format {
+    fn from(f: InputFormat) -> Self {
+        match f {
+            InputFormat::Csv => crate::cli::formats::Format::Csv,
+            InputFormat::Ndjson => crate::cli::formats::Format::Ndjson,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+
+    /// Files, or directories of files, named by what they hold (`agencies.csv`,
+    /// `workforce_returns.csv`, `records.ndjson`, ...).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// The files' format [default: from each file's extension].
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+
+    /// Check everything and store nothing (validate_only).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Records per IngestRecords batch (1 to 10000).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Long format, one row per partnership, period and item.
+    Csv,
+    /// One report per line in the contract's JSON mapping.
+    Ndjson,
+    /// The long format as typed Parquet columns.
+    Parquet,
+    /// A DHIS2 dataValueSet (needs --dhis2-mapping).
+    Dhis2,
+    /// A FHIR R4 Bundle of MeasureReports.
+    Fhir,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportTable {
+    /// Indicators, domain scores and the PSI.
+    Items,
+    /// The alerts.
+    Alerts,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+
+    /// Period identifier: YYYY, YYYYQn, YYYYMM or YYYYApril.
+    #[arg(long)]
+    pub period: String,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+
+    /// Which table csv and parquet write.
+    #[arg(long, value_enum, default_value_t = ExportTable::Items)]
+    pub table: ExportTable,
+
+    /// Write here instead of standard output (parquet needs a file).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Fewest survey answers shown (default 5).
+    #[arg(long)]
+    pub min_respondents: Option<i32>,
+
+    /// A domain weight, e.g. `--weight D4=2`; repeat for several.
+    #[arg(long)]
+    pub weight: Vec<String>,
+
+    /// JSON mapping of item ids to DHIS2 data element uids and partnership ids to
+    /// organisation unit uids (docs/formats.md).
+    #[arg(long)]
+    pub dhis2_mapping: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -99,9 +212,14 @@ pub struct ReportArgs {
     #[arg(long)]
     pub weight: Vec<String>,
 
-    /// Print the report as protobuf JSON instead of a table.
+    /// Print the report as protobuf JSON instead of a table (the same as
+    /// `--format json`).
     #[arg(long)]
     pub json: bool,
+
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Clone, Args)]

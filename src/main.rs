@@ -54,6 +54,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => cli::demo(args).await,
         Command::Report(args) => cli::report::run(args).await,
+        Command::Import(args) => cli::import::run(args).await,
+        Command::Export(args) => cli::export::run(args).await,
         Command::Health(args) => cli::health::run(args).await,
         Command::DevCredentials(args) => cli::security::dev_credentials(args),
         Command::Token(args) => cli::security::token(args),

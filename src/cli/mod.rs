@@ -1,7 +1,11 @@
 //! Client commands: they talk to a running server over gRPC like any integrator.
 
 pub mod client;
+pub mod examples;
+pub mod export;
+pub mod formats;
 pub mod health;
+pub mod import;
 pub mod load;
 pub mod report;
 pub mod security;

@@ -15,14 +15,7 @@ use crate::{
 pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     let mut client =
         ReportServiceClient::new(args.client.connect().await?).max_decoding_message_size(64 << 20);
-    let weights: HashMap<String, f64> = args
-        .weight
-        .iter()
-        .map(|w| {
-            let (d, v) = w.split_once('=').with_context(|| format!("--weight {w}: expected D1=2.5"))?;
-            Ok((d.to_string(), v.parse().with_context(|| format!("--weight {w}: not a number"))?))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let weights = parse_weights(&args.weight)?;
     let report = client
         .get_partnership_report(pb::GetPartnershipReportRequest {
             partnership: args.partnership.clone(),
@@ -33,12 +26,23 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         .await
         .map_err(|s| anyhow::anyhow!("{}", super::client::describe(&s)))?
         .into_inner();
-    if args.json {
+    if args.json || args.format == crate::configuration::ReportFormat::Json {
         println!("{}", to_json(&report)?);
     } else {
         print!("{}", table(&report));
     }
     Ok(())
+}
+
+/// `--weight D4=2` flags as the request's map.
+pub fn parse_weights(flags: &[String]) -> anyhow::Result<HashMap<String, f64>> {
+    flags
+        .iter()
+        .map(|w| {
+            let (d, v) = w.split_once('=').with_context(|| format!("--weight {w}: expected D1=2.5"))?;
+            Ok((d.to_string(), v.parse().with_context(|| format!("--weight {w}: not a number"))?))
+        })
+        .collect()
 }
 
 /// The canonical proto3 JSON of a report (field names in lowerCamelCase, enums by

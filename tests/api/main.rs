@@ -5,6 +5,7 @@ mod helpers;
 mod fixtures;
 
 mod auth;
+mod data_tools;
 mod durability;
 mod e2e;
 mod edge;
