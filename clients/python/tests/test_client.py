@@ -291,8 +291,8 @@ def test_registry_helpers_batch_create_and_report_conflicts(client: Client) -> N
         {"partnership": p, "agency": b, "role": "member", "start_date": "2021-01-01", "end_date": "2026-12-31"},
     ])
     assert [m.name for m in members] == [f"partnerships/{p}/memberships/{a}", f"partnerships/{p}/memberships/{b}"]
-    assert [(m.agency, m.role, m.end_date) for m in client.list_memberships(p)] == [
-        (a, pb.ROLE_LEAD, ""), (b, pb.ROLE_MEMBER, "2026-12-31")]
+    assert [(m.agency, m.role, m.end_date) for m in client.list_memberships(p)] == sorted([
+        (a, pb.ROLE_LEAD, ""), (b, pb.ROLE_MEMBER, "2026-12-31")]), "in agency id order"
     assert {f"agencies/{a}", f"agencies/{b}"} <= {x.name for x in client.list_agencies()}
     assert f"partnerships/{p}" in {x.name for x in client.list_partnerships()}
 
