@@ -96,9 +96,11 @@ class PartnershipMetricsError(Exception):
         text = f"{self.code.name}: {self.message}"
         if self.reason:
             text += f" [{self.reason}]"
-        if self.field_violations:
+        # The service's message usually names the first violations already.
+        unnamed = [v for v in self.field_violations if v.field not in self.message]
+        if unnamed:
             text += " (" + "; ".join(f"{v.field}: {v.description}" if v.description else v.field
-                                     for v in self.field_violations) + ")"
+                                     for v in unnamed) + ")"
         return text
 
     def __repr__(self) -> str:
