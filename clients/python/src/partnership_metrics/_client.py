@@ -27,7 +27,9 @@ MAX_BATCH_RECORDS = 10_000
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 _KIND_FIELD_BY_TYPE: Dict[str, str] = {
-    field.message_type.full_name: field.name for field in pb.Record.DESCRIPTOR.oneofs_by_name["kind"].fields
+    field.message_type.full_name: field.name
+    for field in pb.Record.DESCRIPTOR.oneofs_by_name["kind"].fields
+    if field.message_type is not None
 }
 
 T = TypeVar("T")
@@ -45,11 +47,11 @@ def to_record(value: RecordLike) -> "pb.Record":
         getattr(record, field).CopyFrom(value)
         return record
     if isinstance(value, Mapping):
-        return json_format.ParseDict(value, pb.Record())
+        return json_format.ParseDict(dict(value), pb.Record())
     raise TypeError(f"not a record: {type(value).__name__}")
 
 
-def _enum_value(enum: Any, value: Union[int, str], prefix: str) -> int:
+def _enum_value(enum: Any, value: Union[int, str], prefix: str) -> Any:
     """An enum number from a number or a name with or without its prefix, any case."""
     if isinstance(value, str):
         name = value.upper()
@@ -323,7 +325,7 @@ class Client:
         """
         request = pb.ListRecordsRequest(
             partnership=partnership or "",
-            kind=_enum_value(pb.RecordKind, kind, "RECORD_KIND_") if kind is not None else 0,
+            kind=_enum_value(pb.RecordKind, kind if kind is not None else 0, "RECORD_KIND_"),
             agency=agency or "",
             start_period=start_period or "",
             end_period=end_period or "",

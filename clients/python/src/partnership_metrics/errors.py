@@ -12,7 +12,7 @@ of the subclass for the gRPC code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Type
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Type, cast
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -193,7 +193,9 @@ _CLASSES: Dict[grpc.StatusCode, Type[PartnershipMetricsError]] = {
 
 
 def _build(code: grpc.StatusCode, message: str, status: Optional[status_pb2.Status]) -> PartnershipMetricsError:
-    reason, domain, metadata, violations = "", "", {}, []
+    reason, domain = "", ""
+    metadata: Dict[str, str] = {}
+    violations: List[FieldViolation] = []
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -220,7 +222,7 @@ def error_from_rpc_error(err: grpc.RpcError) -> PartnershipMetricsError:
     message = err.details() if hasattr(err, "details") else str(err)
     status = None
     trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-    for key, value in trailers or ():
+    for key, value in cast(Iterable[Any], trailers or ()):  # (key, value) pairs
         if key == _STATUS_DETAILS_KEY:
             status = status_pb2.Status.FromString(value)
             break
