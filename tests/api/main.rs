@@ -11,6 +11,7 @@ mod e2e;
 mod edge;
 mod health;
 mod limits;
+mod python_client;
 mod reflection;
 mod registry;
 mod replicas;
