@@ -24,6 +24,13 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `export --period P --format F --out FILE [extra...]`, which must succeed.
+fn export_to(target: &str, period: &str, format: &str, out: &str, extra: &[&str]) {
+    let mut args = vec!["export", "--target", target, "--period", period, "--format", format, "--out", out];
+    args.extend_from_slice(extra);
+    ok(&args);
+}
+
 fn summary(args: &[&str]) -> serde_json::Value {
     let mut all = args.to_vec();
     all.push("--json");
@@ -224,17 +231,7 @@ fn every_export_format_carries_the_reports() {
     assert_eq!(alerts.lines().count(), 1 + total);
 
     // Parquet: typed columns, nulls as nulls, the same rows.
-    ok(&[
-        "export",
-        "--target",
-        &target,
-        "--period",
-        "2026Q3",
-        "--format",
-        "parquet",
-        "--out",
-        &file("r.parquet"),
-    ]);
+    export_to(&target, "2026Q3", "parquet", &file("r.parquet"), &[]);
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
         std::fs::File::open(file("r.parquet")).unwrap(),
     )
@@ -256,34 +253,18 @@ fn every_export_format_carries_the_reports() {
             serde_json::to_string_pretty(&examples::dhis2_mapping(examples::config(), &items)).unwrap();
         std::fs::write(&mapping, text + "\n").unwrap();
     }
-    ok(&[
-        "export",
-        "--target",
+    export_to(
         &target,
-        "--period",
         "2026Q3",
-        "--format",
         "dhis2",
-        "--dhis2-mapping",
-        mapping.to_str().unwrap(),
-        "--out",
         &file("dhis2.json"),
-    ]);
+        &["--dhis2-mapping", mapping.to_str().unwrap()],
+    );
     let set: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(file("dhis2.json")).unwrap()).unwrap();
     let present = rows.iter().filter(|r| !r[6].is_empty() || !r[7].is_empty()).count();
     assert_eq!(set["dataValues"].as_array().unwrap().len(), present, "every present value, mapped");
-    ok(&[
-        "export",
-        "--target",
-        &target,
-        "--period",
-        "2026Q3",
-        "--format",
-        "fhir",
-        "--out",
-        &file("fhir.json"),
-    ]);
+    export_to(&target, "2026Q3", "fhir", &file("fhir.json"), &[]);
     let bundle: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(file("fhir.json")).unwrap()).unwrap();
     assert_eq!(bundle["entry"].as_array().unwrap().len(), 2);
@@ -335,20 +316,8 @@ fn dhis2_and_fhir_exports_pass_the_interop_validators() {
     let fhir = dir.path().join("fhir.json").to_str().unwrap().to_string();
     let mapping = examples_dir().join("dhis2-mapping.json");
     for period in ["2026Q3", "2025", "202609", "2025April"] {
-        ok(&[
-            "export",
-            "--target",
-            &target,
-            "--period",
-            period,
-            "--format",
-            "dhis2",
-            "--dhis2-mapping",
-            mapping.to_str().unwrap(),
-            "--out",
-            &dhis2,
-        ]);
-        ok(&["export", "--target", &target, "--period", period, "--format", "fhir", "--out", &fhir]);
+        export_to(&target, period, "dhis2", &dhis2, &["--dhis2-mapping", mapping.to_str().unwrap()]);
+        export_to(&target, period, "fhir", &fhir, &[]);
         let python = crate::e2e::tool("PM_TEST_PYTHON");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/validate_interop.py");
         let out =
