@@ -249,10 +249,16 @@ fn progress_bar(total: u64) -> ProgressBar {
         return bar;
     }
     let bar = ProgressBar::new(total);
+    // Counted in input rows (a team's entries are rows of one record).
     if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {human_pos}/{human_len} records  {per_sec}  ETA {eta}  {msg}")
+        ProgressStyle::with_template("{bar:40} {human_pos}/{human_len} rows  {rate}  ETA {eta}  {msg}")
     {
-        bar.set_style(style);
+        bar.set_style(style.with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} rows/s", state.per_sec());
+            },
+        ));
     }
     bar
 }
@@ -268,7 +274,7 @@ fn plain_progress(bar: &ProgressBar) -> Option<tokio::task::JoinHandle<()>> {
         loop {
             every.tick().await;
             eprintln!(
-                "import: {} of {} records, {:.0} records/s, ETA {} s",
+                "import: {} of {} rows, {:.0} rows/s, ETA {} s",
                 bar.position(),
                 bar.length().unwrap_or(0),
                 bar.per_sec(),
