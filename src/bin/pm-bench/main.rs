@@ -118,8 +118,9 @@ struct Args {
     /// Load about this many records instead of the scale's number (smoke runs).
     #[arg(long)]
     records: Option<usize>,
-    /// Keep the loaded data set under the work directory and reuse it next time
-    /// (for profiling one phase; the published figures load it afresh).
+    /// Keep the loaded data set under the work directory and reuse it next time, and
+    /// keep the tools phase's files (for profiling one phase; the published figures
+    /// load it afresh).
     #[arg(long)]
     reuse_dataset: bool,
     /// The server's `--worker-threads`: 1 (a single-threaded runtime) is what measured
@@ -488,7 +489,17 @@ async fn main() -> anyhow::Result<()> {
     if phase(Phase::Tools) {
         let n_tools = scale.tools_records().min(records);
         rows.extend(
-            tools::rows(&bin, &work, &data, n_tools, config.partnerships, runs, &mut next_port).await?,
+            tools::rows(
+                &bin,
+                &work,
+                &data,
+                n_tools,
+                config.partnerships,
+                runs,
+                args.reuse_dataset,
+                &mut next_port,
+            )
+            .await?,
         );
     }
 

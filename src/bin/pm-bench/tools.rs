@@ -189,10 +189,17 @@ fn server_cpu(server: &Server) -> f64 {
     cpu_seconds(server.pid()).unwrap_or(f64::NAN)
 }
 
+/// This process's CPU seconds: the anchor's client side (with the RSS sampler's
+/// thread, a few ms a second).
+fn own_cpu() -> f64 {
+    cpu_seconds(std::process::id()).unwrap_or(f64::NAN)
+}
+
 /// The figures of `--phases tools`: import of CSV and NDJSON beside IngestRecords of
 /// the same records, the registry through the batch creates beside one create per
 /// entry, and `export --format parquet` beside ExportReports on the loaded database
-/// `data`. `records` sizes the import's data set ([`crate::Scale::tools_records`]).
+/// `data`; `keep_files` leaves the files written under `work` (for profiling the
+/// importer). `records` sizes the import's data set ([`crate::Scale::tools_records`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn rows(
     bin: &Binary,
@@ -201,6 +208,7 @@ pub async fn rows(
     records: usize,
     partnerships: usize,
     runs: usize,
+    keep_files: bool,
     next_port: &mut impl FnMut() -> u16,
 ) -> anyhow::Result<Vec<Row>> {
     let cli = bin.path.clone();
@@ -252,7 +260,7 @@ pub async fn rows(
         registry_rate: Vec<f64>,
     }
     let mut imports: Vec<Import> = formats.iter().map(|_| Import::default()).collect();
-    let (mut anchor, mut anchor_server_cpu) = (Vec::new(), Vec::new());
+    let (mut anchor, mut anchor_server_cpu, mut anchor_client_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let (mut unary, mut batched) = (Vec::new(), Vec::new());
     let (mut export_cli, mut export_rpc, mut export_cpu, mut parquet_mib) =
         (Vec::new(), Vec::new(), Vec::new(), 0.0);
@@ -270,11 +278,12 @@ pub async fn rows(
         let registry_time = t.elapsed();
         n_entries = stats.agencies + stats.partnerships + stats.memberships;
         unary.push(n_entries as f64 / registry_time.as_secs_f64());
-        let cpu0 = server_cpu(&server);
+        let (cpu0, own0) = (server_cpu(&server), own_cpu());
         let t = Instant::now();
         loader::load_records_limited(channel, synth.clone(), BATCH, usize::MAX, &mut stats).await?;
         let elapsed = t.elapsed();
         anchor_server_cpu.push(server_cpu(&server) - cpu0);
+        anchor_client_cpu.push(own_cpu() - own0);
         server.stop()?;
         std::fs::remove_dir_all(&dir)?;
         n_records = stats.records;
@@ -337,46 +346,51 @@ pub async fn rows(
         batched.push(created as f64 / elapsed.as_secs_f64());
         say(format!("tools run {run}: batch registry {:.0} entries/s", batched[run]));
 
-        // Export of the loaded database: the stream in process, then the CLI's Parquet.
-        let server = Server::start(bin, &sqlite_url(data), next_port()).await?;
-        let (t, reports) = export_in_process(&server.target).await?;
-        server.stop()?;
-        anyhow::ensure!(reports == partnerships, "export sent {reports} of {partnerships} reports");
-        export_rpc.push(reports as f64 / t.as_secs_f64());
-        let server = Server::start(bin, &sqlite_url(data), next_port()).await?;
-        let out = work.join("tools-export.parquet");
-        let args: Vec<String> = [
-            "export",
-            "--target",
-            &server.target,
-            "--period",
-            PERIOD,
-            "--format",
-            "parquet",
-            "--out",
-            &out.display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let timed = run_cli(&cli, &args, &logs, &format!("export-{run}")).await?;
-        server.stop()?;
-        parquet_mib = std::fs::metadata(&out)?.len() as f64 / 1048576.0;
-        std::fs::remove_file(&out)?;
-        export_cli.push(partnerships as f64 / timed.wall.as_secs_f64());
-        export_cpu.push(timed.cpu);
+        // Export of the loaded database: the stream in process and the CLI's Parquet,
+        // each on a fresh server, first one then the other by turns.
+        for cli_first in [run % 2 == 1, run % 2 == 0] {
+            let server = Server::start(bin, &sqlite_url(data), next_port()).await?;
+            if cli_first {
+                let out = work.join("tools-export.parquet");
+                let args: Vec<String> = [
+                    "export",
+                    "--target",
+                    &server.target,
+                    "--period",
+                    PERIOD,
+                    "--format",
+                    "parquet",
+                    "--out",
+                    &out.display().to_string(),
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                let timed = run_cli(&cli, &args, &logs, &format!("export-{run}")).await?;
+                server.stop()?;
+                parquet_mib = std::fs::metadata(&out)?.len() as f64 / 1048576.0;
+                std::fs::remove_file(&out)?;
+                export_cli.push(partnerships as f64 / timed.wall.as_secs_f64());
+                export_cpu.push(timed.cpu);
+            } else {
+                let (t, reports) = export_in_process(&server.target).await?;
+                server.stop()?;
+                anyhow::ensure!(reports == partnerships, "export sent {reports} of {partnerships} reports");
+                export_rpc.push(reports as f64 / t.as_secs_f64());
+            }
+        }
         say(format!(
-            "tools run {run}: export parquet {:.0} reports/s ({:.2} s, CLI CPU {:.2} s), ExportReports {:.0} reports/s",
-            export_cli[run],
-            timed.wall.as_secs_f64(),
-            timed.cpu,
-            export_rpc[run]
+            "tools run {run}: export parquet {:.0} reports/s (CLI CPU {:.2} s), ExportReports {:.0} reports/s",
+            export_cli[run], export_cpu[run], export_rpc[run]
         ));
     }
-    std::fs::remove_dir_all(&files)?;
+    if !keep_files {
+        std::fs::remove_dir_all(&files)?;
+    }
 
     let anchor = Figure::of(anchor);
     let anchor_cpu = Figure::of(anchor_server_cpu).median;
+    let anchor_client = Figure::of(anchor_client_cpu).median;
     let mut rows = Vec::new();
     for ((name, _, _, mib), f) in formats.iter().zip(imports) {
         let row = Row::new(
@@ -393,6 +407,7 @@ pub async fn rows(
         .note("import CPU s", format!("{:.1}", Figure::of(f.cli_cpu).median))
         .note("server CPU s", format!("{:.1}", Figure::of(f.server_cpu).median))
         .note("server CPU s in the anchor", format!("{anchor_cpu:.1}"))
+        .note("client CPU s in the anchor", format!("{anchor_client:.1}"))
         .note("whole import with registry s", format!("{:.1}", Figure::of(f.wall).median))
         .note("registry through the CLI entries/s", format!("{:.0}", Figure::of(f.registry_rate).median));
         rows.push(row.ratio_at_least(0.7));
