@@ -11,6 +11,7 @@ mod edge;
 mod load;
 mod server;
 mod stats;
+mod tools;
 
 use std::{
     path::{Path, PathBuf},
@@ -57,6 +58,16 @@ impl Scale {
         self.records().min(1_000_000)
     }
 
+    /// Records in the data set the tools phase writes as files and imports: the
+    /// ingest runs' number, but only 20k at `small`, whose smoke run in CI (a debug
+    /// build, default phases) must stay about a minute.
+    fn tools_records(self) -> usize {
+        match self {
+            Scale::Small => 20_000,
+            _ => self.ingest_records(),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Scale::Small => "small",
@@ -101,14 +112,15 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ingest,dataset,startup,export,reads,auth,overload,concurrent,list"
+        default_value = "ingest,dataset,startup,export,reads,auth,overload,concurrent,list,tools"
     )]
     phases: Vec<Phase>,
     /// Load about this many records instead of the scale's number (smoke runs).
     #[arg(long)]
     records: Option<usize>,
-    /// Keep the loaded data set under the work directory and reuse it next time
-    /// (for profiling one phase; the published figures load it afresh).
+    /// Keep the loaded data set under the work directory and reuse it next time, and
+    /// keep the tools phase's files (for profiling one phase; the published figures
+    /// load it afresh).
     #[arg(long)]
     reuse_dataset: bool,
     /// The server's `--worker-threads`: 1 (a single-threaded runtime) is what measured
@@ -144,6 +156,10 @@ enum Phase {
     Concurrent,
     /// One ListRecords page under each filter, SQLite and PostgreSQL.
     List,
+    /// The data team's commands: `import` of CSV and NDJSON beside IngestRecords, the
+    /// registry through the batch creates beside unary creates, and `export --format
+    /// parquet` beside ExportReports.
+    Tools,
 }
 
 #[derive(Debug, Serialize)]
@@ -466,6 +482,24 @@ async fn main() -> anyhow::Result<()> {
             Row::new("peak server RSS during export", "MiB", rss)
                 .note("partnerships", config.partnerships)
                 .target("<= 256 MiB", Some(ok)),
+        );
+    }
+
+    // --- The data team's commands, import and export, as processes -------------------
+    if phase(Phase::Tools) {
+        let n_tools = scale.tools_records().min(records);
+        rows.extend(
+            tools::rows(
+                &bin,
+                &work,
+                &data,
+                n_tools,
+                config.partnerships,
+                runs,
+                args.reuse_dataset,
+                &mut next_port,
+            )
+            .await?,
         );
     }
 
