@@ -404,13 +404,14 @@ impl<R: std::io::Read> CsvReader<R> {
         let mut entry = DynamicMessage::new(self.root.clone());
         let mut part =
             self.part_columns.first().map(|c| DynamicMessage::new(c.path[0].parent_message().clone()));
+        // Columns one message down (`workforce_return.leavers`, `agency.sector`) fill
+        // that message, set into the entry once at the end: setting a oneof member
+        // per cell would clear the oneof's other members every time.
+        let mut nested: Vec<(FieldDescriptor, DynamicMessage)> = Vec::new();
         for (cell, slot) in row.iter().zip(&self.map) {
-            let (column, target) = match *slot {
-                Slot::Entry(i) => (&self.entry_columns[i], &mut entry),
-                Slot::Part(i) => match part.as_mut() {
-                    Some(p) => (&self.part_columns[i], p),
-                    None => continue,
-                },
+            let column = match *slot {
+                Slot::Entry(i) => &self.entry_columns[i],
+                Slot::Part(i) => &self.part_columns[i],
             };
             let leaf = &column.path[column.path.len() - 1];
             let value = cell_value(leaf, cell.trim()).map_err(|reason| LineError {
@@ -422,14 +423,39 @@ impl<R: std::io::Read> CsvReader<R> {
             if column.header == "partnership" && self.content == Content::Memberships {
                 value = Value::String(format!("partnerships/{}", value.as_str().unwrap_or_default()));
             }
-            let mut target: &mut DynamicMessage = target;
-            for f in &column.path[..column.path.len() - 1] {
-                target = match target.get_field_mut(f).as_message_mut() {
-                    Some(m) => m,
-                    None => unreachable!("a column's path runs through messages"),
-                };
-            }
+            let target: &mut DynamicMessage = match (*slot, column.path.len()) {
+                (Slot::Part(_), _) => match part.as_mut() {
+                    Some(p) => p,
+                    None => continue,
+                },
+                (Slot::Entry(_), 1) => &mut entry,
+                (Slot::Entry(_), _) => {
+                    let parent = &column.path[0];
+                    let at = match nested.iter().position(|(f, _)| f == parent) {
+                        Some(at) => at,
+                        None => {
+                            let Kind::Message(m) = parent.kind() else {
+                                unreachable!("a column's path runs through messages")
+                            };
+                            nested.push((parent.clone(), DynamicMessage::new(m)));
+                            nested.len() - 1
+                        }
+                    };
+                    &mut nested[at].1
+                }
+            };
             target.set_field(leaf, value);
+        }
+        // A kind whose every cell was empty and optional is still that kind.
+        for c in self.entry_columns.iter().filter(|c| c.path.len() > 1) {
+            if !nested.iter().any(|(f, _)| *f == c.path[0])
+                && let Kind::Message(m) = c.path[0].kind()
+            {
+                nested.push((c.path[0].clone(), DynamicMessage::new(m)));
+            }
+        }
+        for (f, m) in nested {
+            entry.set_field(&f, Value::Message(m));
         }
         Ok((entry, part))
     }
