@@ -62,6 +62,8 @@ struct Overloaded {
     p99: Vec<f64>,
     shed_share: Vec<f64>,
     other_errors: u64,
+    /// Those errors by gRPC code, so a figure with errors says which.
+    other_codes: std::collections::BTreeMap<String, u64>,
     /// The server's CPU time over the run's length.
     busy: Vec<f64>,
 }
@@ -132,6 +134,11 @@ pub async fn overload(
             loaded[i].p99.push(r.quantile_ms(0.99));
             loaded[i].shed_share.push(shed(r) as f64 / attempts.max(1.0));
             loaded[i].other_errors += other_errors(r) + other_errors(&cap);
+            for (code, n) in
+                r.errors.iter().chain(cap.errors.iter()).filter(|(c, _)| *c != "ResourceExhausted")
+            {
+                *loaded[i].other_codes.entry(code.clone()).or_default() += n;
+            }
         }
         recovered.push(rec.per_second());
     }
@@ -139,7 +146,8 @@ pub async fn overload(
     let cap_p99 = Figure::of(capacity.1);
     let mut rows = Vec::new();
     for (i, streams) in overloads.iter().enumerate() {
-        let Overloaded { goodput: rps, p99, shed_share: share, other_errors: errors, busy } = &loaded[i];
+        let Overloaded { goodput: rps, p99, shed_share: share, other_errors: errors, other_codes, busy } =
+            &loaded[i];
         let p99 = Figure::of(p99.clone());
         let within = p99.median <= 5.0 * cap_p99.median;
         let row = Row::new(
@@ -154,6 +162,12 @@ pub async fn overload(
         .note("server busy", format!("{:.2}", Figure::of(busy.clone()).median))
         .note("server busy at capacity", format!("{:.2}", Figure::of(capacity.2.clone()).median))
         .note("errors other than shed", errors);
+        let row = if other_codes.is_empty() {
+            row
+        } else {
+            let codes: Vec<String> = other_codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            row.note("their codes", codes.join(", "))
+        };
         let ratio_ok = row.ratio.is_some_and(|r| r >= 0.9);
         rows.push(row.target(
             ">= 0.9 of capacity; admitted p99 <= 5x unloaded; no other error",
