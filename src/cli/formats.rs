@@ -238,12 +238,6 @@ struct Column {
     header: String,
 }
 
-/// The columns each CSV file has: the fields of the kind's message in contract order;
-/// for team compositions the fields of `TeamEntry` follow, one row per entry.
-pub fn csv_columns(content: Content) -> anyhow::Result<Vec<String>> {
-    Ok(schema(content)?.0.into_iter().chain(schema(content)?.1).map(|c| c.name_in_file()).collect())
-}
-
 impl Column {
     fn name_in_file(&self) -> String {
         self.header.clone()
@@ -734,11 +728,6 @@ pub fn record_names_any(record: &pb::Record, ids: &std::collections::HashSet<Str
         })
     }
     !ids.is_empty() && walk(&to_dynamic("partnership.v1.Record", record), ids)
-}
-
-/// The record's JSON for error messages and NDJSON files.
-pub fn record_descriptor() -> anyhow::Result<MessageDescriptor> {
-    message("partnership.v1.Record")
 }
 
 #[cfg(test)]

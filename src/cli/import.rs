@@ -7,7 +7,7 @@
 //! server's request log (a replay) instead of being stored again.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     io::IsTerminal,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -797,20 +797,4 @@ fn endorses(record: &pb::Record, adopted: &HashSet<(String, i64)>) -> bool {
         }
         _ => false,
     }
-}
-
-/// The kind file names and their columns, for `docs/formats.md` and `--help`.
-pub fn columns() -> anyhow::Result<BTreeMap<String, Vec<String>>> {
-    let mut out = BTreeMap::new();
-    for (content, stem) in [
-        (Content::Agencies, "agencies"),
-        (Content::Partnerships, "partnerships"),
-        (Content::Memberships, "memberships"),
-    ] {
-        out.insert(format!("{stem}.csv"), formats::csv_columns(content)?);
-    }
-    for (i, (stem, _)) in formats::RECORD_KINDS.iter().enumerate() {
-        out.insert(format!("{stem}.csv"), formats::csv_columns(Content::Records(Some(i)))?);
-    }
-    Ok(out)
 }
