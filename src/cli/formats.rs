@@ -60,6 +60,30 @@ pub enum Content {
     Records(Option<usize>),
 }
 
+impl Content {
+    /// The contract message one entry of this content is.
+    fn descriptor(self) -> anyhow::Result<MessageDescriptor> {
+        message(match self {
+            Content::Agencies => "partnership.v1.CreateAgencyRequest",
+            Content::Partnerships => "partnership.v1.CreatePartnershipRequest",
+            Content::Memberships => "partnership.v1.CreateMembershipRequest",
+            Content::Records(_) => "partnership.v1.Record",
+        })
+    }
+
+    /// A parsed entry as the typed message of this content.
+    fn entry(self, dynamic: &DynamicMessage) -> Result<Entry, prost::DecodeError> {
+        let bytes = dynamic.encode_to_vec();
+        let bytes = bytes.as_slice();
+        Ok(match self {
+            Content::Agencies => Entry::Agency(Message::decode(bytes)?),
+            Content::Partnerships => Entry::Partnership(Message::decode(bytes)?),
+            Content::Memberships => Entry::Membership(Message::decode(bytes)?),
+            Content::Records(_) => Entry::Record(Message::decode(bytes)?),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct InputFile {
     pub path: PathBuf,
@@ -165,13 +189,7 @@ struct NdjsonReader<R> {
 
 impl<R: BufRead> NdjsonReader<R> {
     fn new(reader: R, content: Content) -> anyhow::Result<Self> {
-        let name = match content {
-            Content::Agencies => "partnership.v1.CreateAgencyRequest",
-            Content::Partnerships => "partnership.v1.CreatePartnershipRequest",
-            Content::Memberships => "partnership.v1.CreateMembershipRequest",
-            Content::Records(_) => "partnership.v1.Record",
-        };
-        Ok(NdjsonReader { lines: reader.lines(), line: 0, descriptor: message(name)?, content })
+        Ok(NdjsonReader { lines: reader.lines(), line: 0, descriptor: content.descriptor()?, content })
     }
 
     fn parse(&self, text: &str) -> Result<Entry, LineError> {
@@ -181,14 +199,7 @@ impl<R: BufRead> NdjsonReader<R> {
             bad(format!("not a {} in the contract's JSON mapping: {e}", self.descriptor.name()))
         })?;
         de.end().map_err(|e| bad(format!("more than one JSON value on the line: {e}")))?;
-        let bytes = dynamic.encode_to_vec();
-        let decoded = |e: prost::DecodeError| bad(format!("cannot be decoded: {e}"));
-        Ok(match self.content {
-            Content::Agencies => Entry::Agency(Message::decode(bytes.as_slice()).map_err(decoded)?),
-            Content::Partnerships => Entry::Partnership(Message::decode(bytes.as_slice()).map_err(decoded)?),
-            Content::Memberships => Entry::Membership(Message::decode(bytes.as_slice()).map_err(decoded)?),
-            Content::Records(_) => Entry::Record(Message::decode(bytes.as_slice()).map_err(decoded)?),
-        })
+        self.content.entry(&dynamic).map_err(|e| bad(format!("cannot be decoded: {e}")))
     }
 }
 
@@ -331,6 +342,9 @@ struct CsvReader<R: std::io::Read> {
     done: std::collections::HashSet<Vec<String>>,
     entry_columns: Vec<Column>,
     part_columns: Vec<Column>,
+    /// The messages one level down that entry columns fill (a record's kind, a
+    /// request's `agency`), each made once per row.
+    nested: Vec<(FieldDescriptor, MessageDescriptor)>,
     finished: bool,
 }
 
@@ -370,12 +384,15 @@ impl<R: std::io::Read> CsvReader<R> {
                 bail!("line 1: column {:?} is missing", c.name_in_file());
             }
         }
-        let root = match content {
-            Content::Agencies => message("partnership.v1.CreateAgencyRequest")?,
-            Content::Partnerships => message("partnership.v1.CreatePartnershipRequest")?,
-            Content::Memberships => message("partnership.v1.CreateMembershipRequest")?,
-            Content::Records(_) => message("partnership.v1.Record")?,
-        };
+        let root = content.descriptor()?;
+        let mut nested: Vec<(FieldDescriptor, MessageDescriptor)> = Vec::new();
+        for c in entry_columns.iter().filter(|c| c.path.len() > 1) {
+            if let Kind::Message(m) = c.path[0].kind()
+                && !nested.iter().any(|(f, _)| *f == c.path[0])
+            {
+                nested.push((c.path[0].clone(), m));
+            }
+        }
         Ok(CsvReader {
             rows: csv.into_records(),
             map,
@@ -385,6 +402,7 @@ impl<R: std::io::Read> CsvReader<R> {
             done: Default::default(),
             entry_columns,
             part_columns,
+            nested,
             finished: false,
         })
     }
@@ -400,8 +418,10 @@ impl<R: std::io::Read> CsvReader<R> {
             self.part_columns.first().map(|c| DynamicMessage::new(c.path[0].parent_message().clone()));
         // Columns one message down (`workforce_return.leavers`, `agency.sector`) fill
         // that message, set into the entry once at the end: setting a oneof member
-        // per cell would clear the oneof's other members every time.
-        let mut nested: Vec<(FieldDescriptor, DynamicMessage)> = Vec::new();
+        // per cell would clear the oneof's other members every time. Made for every
+        // row, so a kind whose every cell is empty and optional is still that kind.
+        let mut nested: Vec<(FieldDescriptor, DynamicMessage)> =
+            self.nested.iter().map(|(f, m)| (f.clone(), DynamicMessage::new(m.clone()))).collect();
         for (cell, slot) in row.iter().zip(&self.map) {
             let column = match *slot {
                 Slot::Entry(i) => &self.entry_columns[i],
@@ -423,30 +443,12 @@ impl<R: std::io::Read> CsvReader<R> {
                     None => continue,
                 },
                 (Slot::Entry(_), 1) => &mut entry,
-                (Slot::Entry(_), _) => {
-                    let parent = &column.path[0];
-                    let at = match nested.iter().position(|(f, _)| f == parent) {
-                        Some(at) => at,
-                        None => {
-                            let Kind::Message(m) = parent.kind() else {
-                                unreachable!("a column's path runs through messages")
-                            };
-                            nested.push((parent.clone(), DynamicMessage::new(m)));
-                            nested.len() - 1
-                        }
-                    };
-                    &mut nested[at].1
-                }
+                (Slot::Entry(_), _) => match nested.iter_mut().find(|(f, _)| *f == column.path[0]) {
+                    Some((_, m)) => m,
+                    None => unreachable!("every entry column's parent is made for the row"),
+                },
             };
             target.set_field(leaf, value);
-        }
-        // A kind whose every cell was empty and optional is still that kind.
-        for c in self.entry_columns.iter().filter(|c| c.path.len() > 1) {
-            if !nested.iter().any(|(f, _)| *f == c.path[0])
-                && let Kind::Message(m) = c.path[0].kind()
-            {
-                nested.push((c.path[0].clone(), DynamicMessage::new(m)));
-            }
         }
         for (f, m) in nested {
             entry.set_field(&f, Value::Message(m));
@@ -455,19 +457,10 @@ impl<R: std::io::Read> CsvReader<R> {
     }
 
     fn finish(&self, item: Item, message: DynamicMessage) -> Result<Item, LineError> {
-        let bytes = message.encode_to_vec();
-        let bad = |e: prost::DecodeError| LineError {
-            line: item.line,
-            field: String::new(),
-            reason: e.to_string(),
-        };
-        let entry = match self.content {
-            Content::Agencies => Entry::Agency(Message::decode(bytes.as_slice()).map_err(bad)?),
-            Content::Partnerships => Entry::Partnership(Message::decode(bytes.as_slice()).map_err(bad)?),
-            Content::Memberships => Entry::Membership(Message::decode(bytes.as_slice()).map_err(bad)?),
-            Content::Records(_) => Entry::Record(Message::decode(bytes.as_slice()).map_err(bad)?),
-        };
-        Ok(Item { entry, ..item })
+        match self.content.entry(&message) {
+            Ok(entry) => Ok(Item { entry, ..item }),
+            Err(e) => Err(LineError { line: item.line, field: String::new(), reason: e.to_string() }),
+        }
     }
 }
 
