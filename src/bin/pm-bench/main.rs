@@ -440,19 +440,7 @@ async fn main() -> anyhow::Result<()> {
     let mut scanned_rows = 0;
     for run in (0..runs).filter(|_| phase(Phase::Export)) {
         let server = Server::start(&bin, &sqlite_url(&data), next_port()).await?;
-        let mut client = ReportServiceClient::new(loader::connect(&server.target).await?)
-            .max_decoding_message_size(64 << 20);
-        let t0 = Instant::now();
-        let mut stream = client
-            .export_reports(pb::ExportReportsRequest { period: period.to_string(), ..Default::default() })
-            .await?
-            .into_inner();
-        let mut reports = 0usize;
-        while let Some(r) = stream.message().await? {
-            std::hint::black_box(&r);
-            reports += 1;
-        }
-        let elapsed = t0.elapsed();
+        let (elapsed, reports) = tools::export_in_process(&server.target, &period.to_string()).await?;
         export_rss.push(server.hwm_mib());
         server.stop()?;
         anyhow::ensure!(

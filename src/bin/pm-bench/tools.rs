@@ -168,13 +168,14 @@ async fn batch_registry(channel: ApiChannel, synth: &synth::Synth) -> anyhow::Re
     Ok(created)
 }
 
-/// Every report of the period through ExportReports, read and discarded.
-async fn export_in_process(target: &str) -> anyhow::Result<(Duration, usize)> {
+/// Every report of `period` through ExportReports, read and discarded: the time and
+/// the number of reports.
+pub async fn export_in_process(target: &str, period: &str) -> anyhow::Result<(Duration, usize)> {
     let mut client =
         ReportServiceClient::new(loader::connect(target).await?).max_decoding_message_size(64 << 20);
     let t0 = Instant::now();
     let mut stream = client
-        .export_reports(pb::ExportReportsRequest { period: PERIOD.into(), ..Default::default() })
+        .export_reports(pb::ExportReportsRequest { period: period.into(), ..Default::default() })
         .await?
         .into_inner();
     let mut reports = 0usize;
@@ -373,7 +374,7 @@ pub async fn rows(
                 export_cli.push(partnerships as f64 / timed.wall.as_secs_f64());
                 export_cpu.push(timed.cpu);
             } else {
-                let (t, reports) = export_in_process(&server.target).await?;
+                let (t, reports) = export_in_process(&server.target, PERIOD).await?;
                 server.stop()?;
                 anyhow::ensure!(reports == partnerships, "export sent {reports} of {partnerships} reports");
                 export_rpc.push(reports as f64 / t.as_secs_f64());
