@@ -4,8 +4,7 @@
 //!   `synchronous=FULL`, foreign keys on), the same rows (records, their revisions
 //!   with the same encoded contents, one request-log row per batch), written through
 //!   rusqlite with prepared statements reused inside one transaction per batch.
-//! - PostgreSQL ingest: the same rows with `COPY ... FROM STDIN`, one transaction per
-//!   batch, into the service's own schema (its migrations).
+//! - PostgreSQL: see `pg.rs`.
 //! - Export: one plain `SELECT` of every record row the period's reports read, over
 //!   rusqlite, streamed and discarded.
 
@@ -27,7 +26,6 @@ use partnership_metrics::{
     pb,
     storage::codec,
 };
-use sqlx::Connection;
 
 /// The rows one record becomes in the service's schema.
 #[derive(Debug, Clone)]
@@ -199,100 +197,6 @@ pub fn sqlite_ingest(
             )?;
         }
         tx.commit()?;
-    }
-    Ok(started.elapsed())
-}
-
-/// COPY text-format field: ids and dates need no escaping; NULL is `\N`.
-fn copy_field(out: &mut String, v: Option<&str>) {
-    match v {
-        Some(s) => out.push_str(s),
-        None => out.push_str("\\N"),
-    }
-}
-
-/// Loads the rows into the fresh PostgreSQL database `url` names (migrated by the
-/// service's own code first) with COPY, `batch` rows per transaction; returns the
-/// time spent on records.
-pub async fn postgres_ingest(
-    url: &str,
-    registry: &Registry,
-    rows: &[Row],
-    batch: usize,
-) -> anyhow::Result<Duration> {
-    let store = partnership_metrics::storage::postgres::PostgresStore::open(url).await?;
-    partnership_metrics::storage::Store::close(&store).await;
-    let mut conn = sqlx::PgConnection::connect(url).await?;
-    let ids = |v: &Vec<(String, String, String)>, i: usize| {
-        v.iter().map(|t| [&t.0, &t.1, &t.2][i].clone()).collect::<Vec<_>>()
-    };
-    sqlx::query("INSERT INTO agencies SELECT a, b, c, 0 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(a, b, c)")
-        .bind(ids(&registry.agencies, 0))
-        .bind(ids(&registry.agencies, 1))
-        .bind(ids(&registry.agencies, 2))
-        .execute(&mut conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO partnerships (id, display_name, purpose, create_time) \
-         SELECT a, b, c, 0 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(a, b, c)",
-    )
-    .bind(ids(&registry.partnerships, 0))
-    .bind(ids(&registry.partnerships, 1))
-    .bind(ids(&registry.partnerships, 2))
-    .execute(&mut conn)
-    .await?;
-    let m = &registry.memberships;
-    sqlx::query(
-        "INSERT INTO memberships SELECT p, a, r, s, e, 0, 0 \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(p, a, r, s, e)",
-    )
-    .bind(m.iter().map(|x| x.0.clone()).collect::<Vec<_>>())
-    .bind(m.iter().map(|x| x.1.clone()).collect::<Vec<_>>())
-    .bind(m.iter().map(|x| x.2.clone()).collect::<Vec<_>>())
-    .bind(m.iter().map(|x| x.3.clone()).collect::<Vec<_>>())
-    .bind(m.iter().map(|x| x.4.clone()).collect::<Vec<_>>())
-    .execute(&mut conn)
-    .await?;
-
-    let started = Instant::now();
-    let mut next_id: i64 = 1;
-    for (b, chunk) in rows.chunks(batch).enumerate() {
-        let request_id = format!("anchor-{b}");
-        let mut records = String::with_capacity(chunk.len() * 120);
-        let mut revisions = String::with_capacity(chunk.len() * 160);
-        for r in chunk {
-            use std::fmt::Write;
-            let id = next_id;
-            next_id += 1;
-            let _ = write!(records, "{id}\t{}\t{}\t", r.key, r.kind);
-            copy_field(&mut records, r.partnership.as_deref());
-            let _ = writeln!(records, "\t{}\t{}\t{}\t1\t0", r.agency, r.span_start, r.span_end);
-            let _ = write!(revisions, "{id}\t1\t{request_id}\t0\t\\\\x");
-            for byte in &r.content {
-                let _ = write!(revisions, "{byte:02x}");
-            }
-            revisions.push('\n');
-        }
-        let mut tx = conn.begin().await?;
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY records (id, key, kind, partnership_id, reporting_agency, span_start, span_end, revision, update_time) FROM STDIN",
-            )
-            .await?;
-        copy.send(records.into_bytes()).await?;
-        copy.finish().await?;
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY record_revisions (record_id, revision, request_id, commit_time, content) FROM STDIN",
-            )
-            .await?;
-        copy.send(revisions.into_bytes()).await?;
-        copy.finish().await?;
-        sqlx::query("INSERT INTO request_log VALUES ($1, 'SubmitRecords', '\\x00', '{}', 0)")
-            .bind(&request_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
     }
     Ok(started.elapsed())
 }

@@ -193,12 +193,13 @@ pub async fn overload(
 
 /// Streams the records of `partnerships` split round-robin over `streams` concurrent
 /// IngestRecords streams (stream `s` to `targets[s % targets.len()]`), batches of
-/// 1,000; returns the time, records acknowledged and non-OK answers.
+/// `batch`; returns the time, records acknowledged and non-OK answers.
 pub async fn concurrent_ingest(
     targets: &[String],
     synth: &Synth,
     partnerships: usize,
     streams: usize,
+    batch: usize,
 ) -> anyhow::Result<(Duration, u64, u64)> {
     let mut groups: Vec<Vec<pb::Record>> = (0..streams).map(|_| Vec::new()).collect();
     for p in 0..partnerships {
@@ -217,7 +218,7 @@ pub async fn concurrent_ingest(
             tokio::spawn(async move {
                 let mut client = SubmissionServiceClient::new(ch).max_encoding_message_size(64 << 20);
                 let batches: Vec<pb::IngestRecordsRequest> = records
-                    .chunks(1_000)
+                    .chunks(batch)
                     .enumerate()
                     .map(|(i, c)| pb::IngestRecordsRequest {
                         request_id: format!("cc-{s}-{i}"),
