@@ -13,6 +13,8 @@ const PROTOS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds the migrations; a new file must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     // Tests that need an outside server or tool are marked ignored when the variable
     // naming it is unset, so the runner reports them as skipped rather than passed.
     for (var, cfg) in [

@@ -16,6 +16,7 @@ mod reflection;
 mod registry;
 mod replicas;
 mod reports;
+mod schema;
 mod submission;
 mod telemetry;
 mod worked;
