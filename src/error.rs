@@ -123,6 +123,22 @@ pub struct Error {
 }
 
 impl Error {
+    /// A copy of one failure for another caller that shared the work that failed:
+    /// the same status, details and retry delay; the cause (logged by each caller)
+    /// as its text.
+    pub fn duplicate(&self) -> Error {
+        Error {
+            code: self.code,
+            reason: self.reason,
+            message: self.message.clone(),
+            violations: self.violations.clone(),
+            omitted_violations: self.omitted_violations,
+            metadata: self.metadata.clone(),
+            source: self.source.as_ref().map(|s| anyhow::anyhow!("{s:#}")),
+            retry_after_ms: self.retry_after_ms,
+        }
+    }
+
     fn plain(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
         Error {
             code,

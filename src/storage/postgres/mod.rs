@@ -8,8 +8,9 @@
 //! per partnership; deadlocks and serialization failures are retried.
 
 mod records;
+mod versions;
 
-use std::{collections::HashMap, str::FromStr, sync::Arc, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use serde::{Serialize, de::DeserializeOwned};
@@ -40,6 +41,7 @@ use crate::{
 pub struct PostgresStore {
     pool: PgPool,
     known: Arc<KnownIdCache>,
+    versions: versions::VersionReads,
 }
 
 /// How long the first connection may take at start-up.
@@ -99,7 +101,7 @@ impl PostgresStore {
             .await
             .map_err(|e| anyhow::anyhow!("migrating the PostgreSQL database: {e}"))?;
         info!("PostgreSQL database open and migrated");
-        Ok(PostgresStore { pool, known: Arc::default() })
+        Ok(PostgresStore { versions: versions::VersionReads::new(pool.clone()), pool, known: Arc::default() })
     }
 }
 
@@ -438,15 +440,7 @@ impl Store for PostgresStore {
 
     async fn data_versions(&self, partnerships: &[Id]) -> Result<Vec<Option<i64>>> {
         // Another replica may have written: the database is the only authority.
-        let ids: Vec<&str> = partnerships.iter().map(Id::as_str).collect();
-        let found: HashMap<String, i64> =
-            sqlx::query_as("SELECT id, data_version FROM partnerships WHERE id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *self.conn().await?)
-                .await?
-                .into_iter()
-                .collect();
-        Ok(partnerships.iter().map(|p| found.get(p.as_str()).copied()).collect())
+        self.versions.read(partnerships).await
     }
 
     async fn verify_audit(&self) -> Result<std::result::Result<ChainSummary, ChainBreak>> {
