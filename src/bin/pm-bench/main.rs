@@ -133,6 +133,13 @@ struct Args {
     /// try settings; repeat for several. Recorded in the results.
     #[arg(long, value_parser = parse_env)]
     server_env: Vec<(String, String)>,
+    /// Pin every server to these CPUs (`taskset -c` list, e.g. `1`), so that a
+    /// figure is measured against a server with cores of its own.
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// Pin this process (the load generators and anchors) to these CPUs, e.g. `0`.
+    #[arg(long)]
+    client_cpus: Option<String>,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -215,6 +222,8 @@ struct Results {
     label: String,
     phases: Vec<Phase>,
     server_env: Vec<(String, String)>,
+    server_cpus: Option<String>,
+    client_cpus: Option<String>,
     rows: Vec<Row>,
 }
 
@@ -289,7 +298,15 @@ pub fn say(msg: impl AsRef<str>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bin = server::server_binary(args.server_threads, args.server_env.clone())?;
+    if let Some(cpus) = &args.client_cpus {
+        // -a: every thread of this process, the runtime's workers included.
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-cp", cpus, &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "taskset could not pin pm-bench to CPUs {cpus}");
+    }
+    let bin = server::server_binary(args.server_threads, args.server_env.clone(), args.server_cpus.clone())?;
     let scale = args.scale;
     let records = args.records.unwrap_or(scale.records());
     let config = synth::SynthConfig::scaled(records);
@@ -385,8 +402,9 @@ async fn main() -> anyhow::Result<()> {
                 server.stop()?;
                 db.drop_now().await?;
                 service.push(n as f64 / elapsed.as_secs_f64());
-                let db = PgDatabase::create(&args.postgres_url, &format!("pm_bench_copy_{batch}_{streams}_{run}"))
-                    .await?;
+                let db =
+                    PgDatabase::create(&args.postgres_url, &format!("pm_bench_copy_{batch}_{streams}_{run}"))
+                        .await?;
                 let (t, format) = pg::minimal_copy(&db.url(), anchor_set, batch, streams).await?;
                 db.drop_now().await?;
                 anchor.push(anchor_set.len() as f64 / t.as_secs_f64());
@@ -550,7 +568,8 @@ async fn main() -> anyhow::Result<()> {
         let ids = std::sync::Arc::new(partnership_ids);
         // Every report once first: the steady state a report service lives in.
         warm(&server.target, &ids).await?;
-        let read_rows = report_reads(server.target.clone(), ids, args.streams.clone(), runs, duration).await?;
+        let read_rows =
+            report_reads(server.target.clone(), ids, args.streams.clone(), runs, duration).await?;
         rows.extend(read_rows);
         server.stop()?;
     }
@@ -575,7 +594,11 @@ async fn main() -> anyhow::Result<()> {
             let server = Server::start(&bin, &db.url(), next_port()).await?;
             let (elapsed, reports) = tools::export_in_process(&server.target, &period.to_string()).await?;
             server.stop()?;
-            anyhow::ensure!(reports == config.partnerships, "export sent {reports} of {} reports", config.partnerships);
+            anyhow::ensure!(
+                reports == config.partnerships,
+                "export sent {reports} of {} reports",
+                config.partnerships
+            );
             let (n, t) = pg::scan(&db.url(), period).await?;
             scanned = n;
             export.push(n as f64 / elapsed.as_secs_f64());
@@ -587,14 +610,19 @@ async fn main() -> anyhow::Result<()> {
                 scan[run]
             ));
         }
-        let row = Row::new(format!("ExportReports {period} on PostgreSQL, all partnerships"), "rows/s", Figure::of(export))
-            .anchor("plain SELECT of the same rows, streamed", Figure::of(scan))
-            .note("rows", scanned)
-            .note("records", stats.records);
+        let row = Row::new(
+            format!("ExportReports {period} on PostgreSQL, all partnerships"),
+            "rows/s",
+            Figure::of(export),
+        )
+        .anchor("plain SELECT of the same rows, streamed", Figure::of(scan))
+        .note("rows", scanned)
+        .note("records", stats.records);
         rows.push(row.ratio_at_least(0.5));
 
         let duration = Duration::from_secs_f64(args.duration_secs);
-        let ids: Arc<Vec<String>> = Arc::new((0..config.partnerships).map(|p| synth.partnership_id(p)).collect());
+        let ids: Arc<Vec<String>> =
+            Arc::new((0..config.partnerships).map(|p| synth.partnership_id(p)).collect());
         let warm_cache = format!("{}", (config.partnerships * 16 / 1024).max(64));
         for (label, cache) in [("cache warm", warm_cache.as_str()), ("cache off", "0")] {
             let server =
@@ -784,7 +812,8 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let targets: Vec<String> = servers.iter().map(|s| s.target.clone()).collect();
                 loader::load_registry(loader::connect(&targets[0]).await?, &sub).await?;
-                let (t, n, bad) = edge::concurrent_ingest(&targets, &sub, partnerships, streams, 1_000).await?;
+                let (t, n, bad) =
+                    edge::concurrent_ingest(&targets, &sub, partnerships, streams, 1_000).await?;
                 for s in servers {
                     s.stop()?;
                 }
@@ -889,6 +918,8 @@ async fn main() -> anyhow::Result<()> {
         },
         phases: args.phases.clone(),
         server_env: args.server_env.clone(),
+        server_cpus: args.server_cpus.clone(),
+        client_cpus: args.client_cpus.clone(),
         rows,
     };
     std::fs::create_dir_all(&args.results_dir)?;
@@ -1020,7 +1051,7 @@ fn update_markdown(path: &Path, r: &Results) -> anyhow::Result<()> {
     let body = format!(
         "{begin}\n### {} ({} records, {} partnerships; {} runs per figure)\n\nMeasured {} at commit `{}` on {} cores, {} GiB, {} (kernel {}). \
          Ingest runs write {} records each into a fresh database. \
-         Server worker threads: {}.\n\n{}{end}",
+         Server worker threads: {}.{}\n\n{}{end}",
         r.label,
         r.records,
         r.partnerships,
@@ -1033,6 +1064,14 @@ fn update_markdown(path: &Path, r: &Results) -> anyhow::Result<()> {
         r.machine.kernel,
         r.ingest_records_per_run,
         if r.server_threads == 0 { "one per core".to_string() } else { r.server_threads.to_string() },
+        match (&r.server_cpus, &r.client_cpus) {
+            (None, None) => String::new(),
+            (s, c) => format!(
+                " Pinned: server on CPUs {}, pm-bench on CPUs {}.",
+                s.as_deref().unwrap_or("any"),
+                c.as_deref().unwrap_or("any")
+            ),
+        },
         stats::markdown(&r.rows),
     );
     let text = std::fs::read_to_string(path).unwrap_or_default();

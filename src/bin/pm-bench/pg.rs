@@ -121,7 +121,8 @@ pub async fn minimal_copy(
             t.await??;
         }
         let elapsed = started.elapsed();
-        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM anchor_records").fetch_one(&mut admin).await?;
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM anchor_records").fetch_one(&mut admin).await?;
         anyhow::ensure!(n as usize == rows.len(), "the COPY anchor stored {n} of {} rows", rows.len());
         sqlx::query("DROP TABLE anchor_records").execute(&mut admin).await?;
         if best.is_none_or(|(t, _)| elapsed < t) {

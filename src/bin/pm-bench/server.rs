@@ -24,16 +24,22 @@ pub struct Binary {
     pub threads: u16,
     /// Extra environment for every server started (`--server-env`).
     pub env: Vec<(String, String)>,
+    /// CPUs the server is pinned to (`taskset -c`), `--server-cpus`.
+    pub cpus: Option<String>,
 }
 
 /// The `partnership-metrics` binary of the same build (profile) as this one.
-pub fn server_binary(threads: u16, env: Vec<(String, String)>) -> anyhow::Result<Binary> {
+pub fn server_binary(
+    threads: u16,
+    env: Vec<(String, String)>,
+    cpus: Option<String>,
+) -> anyhow::Result<Binary> {
     let me = std::env::current_exe()?;
     let path = me.with_file_name("partnership-metrics");
     if !path.exists() {
         bail!("{} not found: build it with `cargo build --release --bins`", path.display());
     }
-    Ok(Binary { path, threads, env })
+    Ok(Binary { path, threads, env, cpus })
 }
 
 pub struct Server {
@@ -83,7 +89,15 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let target = format!("http://127.0.0.1:{port}");
         let t0 = Instant::now();
-        let mut command = Command::new(&bin.path);
+        // taskset execs the server, so the child's pid is the server's.
+        let mut command = match &bin.cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(&bin.path);
+                c
+            }
+            None => Command::new(&bin.path),
+        };
         command.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace-secs", "30"]);
         if bin.threads > 0 {
             command.args(["--worker-threads", &bin.threads.to_string()]);
