@@ -119,8 +119,9 @@ struct Args {
     /// Load about this many records instead of the scale's number (smoke runs).
     #[arg(long)]
     records: Option<usize>,
-    /// Keep the loaded data set under the work directory and reuse it next time, and
-    /// keep the tools phase's files (for profiling one phase; the published figures
+    /// Keep the loaded data set under the work directory (and the PostgreSQL reads'
+    /// database, `pm_bench_pg_reads_<scale>`) and reuse it next time, and keep the
+    /// tools phase's files (for profiling one phase; the published figures
     /// load it afresh).
     #[arg(long)]
     reuse_dataset: bool,
@@ -258,6 +259,31 @@ impl PgDatabase {
             .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
         Ok(PgDatabase { admin: admin.to_string(), name: name.to_string() })
+    }
+
+    fn existing(admin: &str, name: &str) -> PgDatabase {
+        PgDatabase { admin: admin.to_string(), name: name.to_string() }
+    }
+
+    /// The records a kept database holds, or None when there is none to reuse.
+    async fn loaded_records(admin: &str, name: &str) -> anyhow::Result<Option<u64>> {
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::PgConnection::connect(admin).await?;
+        let exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut conn)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let db = PgDatabase::existing(admin, name);
+        let mut conn = sqlx::PgConnection::connect(&db.url()).await?;
+        let n: i64 = match sqlx::query("SELECT count(*) FROM records").fetch_one(&mut conn).await {
+            Ok(row) => row.try_get(0)?,
+            Err(_) => return Ok(None),
+        };
+        Ok((n > 0).then_some(n as u64))
     }
 
     fn url(&self) -> String {
@@ -576,18 +602,32 @@ async fn main() -> anyhow::Result<()> {
 
     // --- PostgreSQL as the reads' backend: export and report reads ----------------------
     if args.postgres_url != "none" && phase(Phase::Postgres) {
-        let db = PgDatabase::create(&args.postgres_url, "pm_bench_pg_reads").await?;
-        let server = Server::start(&bin, &db.url(), next_port()).await?;
-        let channel = loader::connect(&server.target).await?;
-        let mut stats = loader::load_registry(channel.clone(), &synth).await?;
-        let t0 = Instant::now();
-        loader::load_records(channel, synth.clone(), 10_000, &mut stats).await?;
-        server.stop()?;
-        say(format!(
-            "loaded {} records into PostgreSQL in {:.1} s",
-            stats.records,
-            t0.elapsed().as_secs_f64()
-        ));
+        let name = format!("pm_bench_pg_reads_{}", args.scale.name());
+        let loaded = match args.reuse_dataset {
+            true => PgDatabase::loaded_records(&args.postgres_url, &name).await?,
+            false => None,
+        };
+        let (db, loaded_records) = match loaded {
+            Some(n) => {
+                say(format!("reusing {n} records in PostgreSQL database {name}"));
+                (PgDatabase::existing(&args.postgres_url, &name), n)
+            }
+            None => {
+                let db = PgDatabase::create(&args.postgres_url, &name).await?;
+                let server = Server::start(&bin, &db.url(), next_port()).await?;
+                let channel = loader::connect(&server.target).await?;
+                let mut stats = loader::load_registry(channel.clone(), &synth).await?;
+                let t0 = Instant::now();
+                loader::load_records(channel, synth.clone(), 10_000, &mut stats).await?;
+                server.stop()?;
+                say(format!(
+                    "loaded {} records into PostgreSQL in {:.1} s",
+                    stats.records,
+                    t0.elapsed().as_secs_f64()
+                ));
+                (db, stats.records)
+            }
+        };
         let (mut export, mut scan) = (Vec::new(), Vec::new());
         let mut scanned = 0;
         for run in 0..runs {
@@ -617,7 +657,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .anchor("plain SELECT of the same rows, streamed", Figure::of(scan))
         .note("rows", scanned)
-        .note("records", stats.records);
+        .note("records", loaded_records);
         rows.push(row.ratio_at_least(0.5));
 
         let duration = Duration::from_secs_f64(args.duration_secs);
@@ -643,7 +683,9 @@ async fn main() -> anyhow::Result<()> {
             }
             server.stop()?;
         }
-        db.drop_now().await?;
+        if !args.reuse_dataset {
+            db.drop_now().await?;
+        }
     }
 
     // --- What authentication costs: the same loads with and without JWTs -------------

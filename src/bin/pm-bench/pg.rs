@@ -148,7 +148,22 @@ pub const REPORT_ROWS_SQL: &str = "\
 /// Streams every record row the reports of `period` read, touching each content and
 /// discarding it; returns the rows and the time.
 pub async fn scan(url: &str, period: Period) -> anyhow::Result<(u64, Duration)> {
-    let mut conn = sqlx::PgConnection::connect(url).await?;
+    // PostgreSQL's default costs (a parallel hash join over the revisions) and the
+    // service's report-read settings (index lookups, no parallel workers) are both
+    // tried; the faster is the anchor.
+    let mut best: Option<(u64, Duration)> = None;
+    for settings in ["RESET ALL", "SET random_page_cost = 1.1; SET max_parallel_workers_per_gather = 0"] {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(settings)).execute(&mut conn).await?;
+        let (n, t) = scan_once(&mut conn, period).await?;
+        if best.is_none_or(|(_, b)| t < b) {
+            best = Some((n, t));
+        }
+    }
+    best.ok_or_else(|| anyhow::anyhow!("no scan was run"))
+}
+
+async fn scan_once(conn: &mut sqlx::PgConnection, period: Period) -> anyhow::Result<(u64, Duration)> {
     let (from, to) = (period.start(), period.end());
     let events_from = from.first_of_month_minus(24).unwrap_or(Date::MIN).to_days();
     let started = Instant::now();
@@ -156,7 +171,7 @@ pub async fn scan(url: &str, period: Period) -> anyhow::Result<(u64, Duration)> 
         .bind(i64::from(from.to_days()))
         .bind(i64::from(to.to_days()))
         .bind(i64::from(events_from))
-        .fetch(&mut conn);
+        .fetch(&mut *conn);
     let (mut n, mut bytes) = (0u64, 0usize);
     while let Some(row) = rows.try_next().await? {
         let content: &[u8] = row.try_get(0)?;
