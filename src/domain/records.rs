@@ -35,6 +35,11 @@ impl RecordKind {
         RecordKind::BudgetContribution,
     ];
 
+    /// The range `[low, high)` of the keys of this kind's records.
+    pub fn key_range(self) -> (String, String) {
+        key_range(&format!("{}/", self.snake_name()))
+    }
+
     /// The record's name in snake case, as in field paths and keys.
     pub fn snake_name(self) -> &'static str {
         match self {
@@ -416,8 +421,29 @@ impl fmt::Display for RecordKey {
     }
 }
 
+/// The range `[low, high)` of the keys that begin with `prefix`, a path ending in '/':
+/// the upper bound replaces that final '/' with the next byte, '0' (keys compare as
+/// bytes on both backends).
+pub fn key_range(prefix: &str) -> (String, String) {
+    let stem = prefix.strip_suffix('/').unwrap_or(prefix);
+    (format!("{stem}/"), format!("{stem}0"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_key_range_holds_its_prefix_and_nothing_beside_it() {
+        let (low, high) = super::RecordKind::RestructuringEvent.key_range();
+        let inside = |k: &str| low.as_str() <= k && k < high.as_str();
+        assert!(inside("restructuring_event/agency/ev-1"));
+        assert!(inside("restructuring_event/~"));
+        assert!(!inside("restructuring_event"));
+        assert!(!inside("restructuring_event-x/agency/ev-1"));
+        assert!(!inside("restructuring_events/agency/ev-1"));
+        assert!(!inside("principles_endorsement/p/1/a"));
+        assert_eq!(super::key_range("a/b/"), ("a/b/".to_string(), "a/b0".to_string()));
+    }
+
     use super::*;
 
     fn id(s: &str) -> Id {

@@ -58,9 +58,9 @@ pub(crate) fn list_records(filter: &RecordFilter, page: &PageRequest) -> (String
         push(&mut sql, " AND r.reporting_agency = ?", Bind::Text(a.to_string()));
     }
     if let Some(k) = filter.kind {
-        // `kind/` up to (not including) `kind0`: '0' is the byte after '/'.
-        push(&mut sql, " AND r.key >= ?", Bind::Text(format!("{}/", k.snake_name())));
-        push(&mut sql, " AND r.key < ?", Bind::Text(format!("{}0", k.snake_name())));
+        let (low, high) = k.key_range();
+        push(&mut sql, " AND r.key >= ?", Bind::Text(low));
+        push(&mut sql, " AND r.key < ?", Bind::Text(high));
     }
     if filter.from.is_some() || filter.to.is_some() {
         let from = i64::from(filter.from.unwrap_or(Date::MIN).to_days());

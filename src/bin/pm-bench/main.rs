@@ -258,7 +258,7 @@ impl PgDatabase {
             .execute(&mut conn)
             .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
-        Ok(PgDatabase { admin: admin.to_string(), name: name.to_string() })
+        Ok(PgDatabase::existing(admin, name))
     }
 
     fn existing(admin: &str, name: &str) -> PgDatabase {

@@ -13,7 +13,7 @@ use crate::{
         Date, Id, Timestamp,
         audit::WriteContext,
         check::{CheckedBatch, FactQuery, Known, PreconditionFacts, References},
-        records::{RecordKey, RecordKind},
+        records::{RecordKey, RecordKind, key_range},
         submission::{RecordFilter, RecordRevision, ReportData, StoredRecord, SubmitOutcome},
     },
     error::{Error, Result},
@@ -248,8 +248,7 @@ impl PostgresStore {
         // events be one range of records_by_agency_key. Without it the planner read
         // every agency's events through the kind column (18 of 19 ms of a report's
         // query at 1M records).
-        let events_low = format!("{}/", RecordKind::RestructuringEvent.snake_name());
-        let events_high = format!("{}0", RecordKind::RestructuringEvent.snake_name());
+        let (events_low, events_high) = RecordKind::RestructuringEvent.key_range();
         let rows = sqlx::query(
             "SELECT v.content FROM records r \
                JOIN record_revisions v ON v.record_id = r.id AND v.revision = r.revision \
@@ -308,8 +307,10 @@ async fn load_facts(conn: &mut PgConnection, query: &FactQuery) -> Result<Precon
     }
     for (partnership, version) in &query.endorsements {
         // The same key range as on SQLite: "C" collation compares bytes.
-        let prefix = format!("{}/{partnership}/{version}/", RecordKind::PrinciplesEndorsement.snake_name());
-        let upper = format!("{}0", &prefix[..prefix.len() - 1]);
+        let (prefix, upper) = key_range(&format!(
+            "{}/{partnership}/{version}/",
+            RecordKind::PrinciplesEndorsement.snake_name()
+        ));
         let rows =
             sqlx::query("SELECT reporting_agency, span_start FROM records WHERE key >= $1 AND key < $2")
                 .bind(&prefix)

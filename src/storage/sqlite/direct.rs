@@ -30,7 +30,7 @@ use crate::{
         Date, Id, Idempotency, Timestamp,
         audit::WriteContext,
         check::{CheckedBatch, FactQuery, PreconditionFacts},
-        records::RecordKind,
+        records::{RecordKind, key_range},
         registry::Membership,
         submission::{ReportData, SubmitOutcome},
     },
@@ -293,10 +293,10 @@ fn load_facts(tx: &rusqlite::Transaction<'_>, query: &FactQuery) -> Result<Preco
         }
     }
     for (partnership, version) in &query.endorsements {
-        // Every key of the version's endorsements starts with this prefix; the upper
-        // bound replaces its final '/' with the next byte, '0'.
-        let prefix = format!("{}/{partnership}/{version}/", RecordKind::PrinciplesEndorsement.snake_name());
-        let upper = format!("{}0", &prefix[..prefix.len() - 1]);
+        let (prefix, upper) = key_range(&format!(
+            "{}/{partnership}/{version}/",
+            RecordKind::PrinciplesEndorsement.snake_name()
+        ));
         let mut stmt = tx
             .prepare_cached("SELECT reporting_agency, span_start FROM records WHERE key >= ?1 AND key < ?2")
             .map_err(db)?;
