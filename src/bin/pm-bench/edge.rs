@@ -21,18 +21,17 @@ use crate::{
     stats::{Figure, Row},
 };
 
-/// One GetPartnershipReport of a partnership picked by `seq`; a shed answer waits
-/// for its RetryInfo's delay before it is counted, as a well-behaved caller would.
+/// One GetPartnershipReport of a partnership picked by `seq` (its request framed
+/// beforehand), over a bare HTTP/2 connection; a shed answer waits for its
+/// RetryInfo's delay before it is counted, as a well-behaved caller would.
 pub async fn report_call(
-    ch: tonic::transport::Channel,
-    ids: Arc<Vec<String>>,
+    ch: load::H2Channel,
+    frames: Arc<Vec<bytes::Bytes>>,
     seq: u64,
 ) -> Result<(), tonic::Status> {
-    let id = ids[(seq.wrapping_mul(2_654_435_761) % ids.len() as u64) as usize].clone();
-    let request =
-        pb::GetPartnershipReportRequest { partnership: id, period: "2026Q3".into(), ..Default::default() };
-    match load::raw_unary(ch, "/partnership.v1.ReportService/GetPartnershipReport", request, None).await {
-        Ok(body) if body.is_empty() => Err(tonic::Status::data_loss("empty report")),
+    let frame = frames[(seq.wrapping_mul(2_654_435_761) % frames.len() as u64) as usize].clone();
+    match load::h2_unary(ch, "/partnership.v1.ReportService/GetPartnershipReport", frame).await {
+        Ok(0) => Err(tonic::Status::data_loss("empty report")),
         Ok(_) => Ok(()),
         Err(status) if status.code() == Code::ResourceExhausted => {
             let delay = status
@@ -45,6 +44,19 @@ pub async fn report_call(
         }
         Err(status) => Err(status),
     }
+}
+
+/// The framed GetPartnershipReport request of each partnership, 2026Q3.
+pub fn report_frames(ids: &[String]) -> Vec<bytes::Bytes> {
+    ids.iter()
+        .map(|id| {
+            load::grpc_frame(&pb::GetPartnershipReportRequest {
+                partnership: id.clone(),
+                period: "2026Q3".into(),
+                ..Default::default()
+            })
+        })
+        .collect()
 }
 
 pub fn shed(r: &LoadResult) -> u64 {
@@ -66,6 +78,8 @@ struct Overloaded {
     other_codes: std::collections::BTreeMap<String, u64>,
     /// The server's CPU time over the run's length.
     busy: Vec<f64>,
+    /// The generator's CPU time over the run's length.
+    generator: Vec<f64>,
 }
 
 /// Report reads at 64 streams (capacity, unloaded p99), then at each of `overloads`
@@ -79,28 +93,32 @@ pub async fn overload(
     server_pid: u32,
     peak_rss: impl Fn() -> f64,
 ) -> anyhow::Result<Vec<Row>> {
-    let mut capacity = (Vec::new(), Vec::new(), Vec::new());
+    let mut capacity = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut loaded: Vec<Overloaded> = overloads.iter().map(|_| Overloaded::default()).collect();
     let mut recovered = Vec::new();
     for run in 0..runs {
-        let (t, ids2, ov) = (target.clone(), ids.clone(), overloads.clone());
+        let (t, frames, ov) = (target.clone(), Arc::new(report_frames(&ids)), overloads.clone());
         let (cap, over, rec) = load::on_own_thread(move || async move {
-            let call = move |ch, seq| report_call(ch, ids2.clone(), seq);
-            // The server's CPU per answered call, and its busy share of the run.
-            let measured = async |chans: &[tonic::transport::Channel], streams: usize| {
-                let c0 = cpu_seconds(server_pid).unwrap_or(0.0);
+            let call = move |ch, seq| report_call(ch, frames.clone(), seq);
+            // The server's CPU per answered call, its busy share of the run, and the
+            // generator's (this process's) busy share, which says whether the load
+            // offered was the load meant.
+            let measured = async |chans: &[load::H2Channel], streams: usize| {
+                let (c0, g0) =
+                    (cpu_seconds(server_pid).unwrap_or(0.0), cpu_seconds(std::process::id()).unwrap_or(0.0));
                 let r = load::closed_loop(chans, streams, duration, call.clone()).await;
                 let cpu = cpu_seconds(server_pid).unwrap_or(0.0) - c0;
+                let generator = cpu_seconds(std::process::id()).unwrap_or(0.0) - g0;
                 let per_call_us = cpu * 1e6 / r.ok.max(1) as f64;
-                let busy = cpu / r.elapsed.as_secs_f64();
+                let busy = (cpu / r.elapsed.as_secs_f64(), generator / r.elapsed.as_secs_f64());
                 (r, per_call_us, busy)
             };
-            let chans = load::channels_per(&t, 64, 16).await?;
+            let chans = load::h2_channels(&t, 4).await?;
             let cap = measured(&chans, 64).await;
             let mut over = Vec::new();
             for &streams in &ov {
                 // A connection per 64 streams: under the per-connection stream limit.
-                let chans = load::channels_per(&t, streams, 64).await?;
+                let chans = load::h2_channels(&t, streams.div_ceil(64)).await?;
                 over.push(measured(&chans, streams).await);
             }
             // Load gone: the first half second at 64 streams again.
@@ -110,25 +128,31 @@ pub async fn overload(
         .await?;
         let (cap, cap_cpu, cap_busy) = cap;
         crate::say(format!(
-            "overload run {run}: capacity {:.0}/s p99 {:.3} ms ({cap_cpu:.0} us server CPU a call, busy {cap_busy:.2}); {}",
+            "overload run {run}: capacity {:.0}/s p99 {:.3} ms ({cap_cpu:.0} us server CPU a call, busy {:.2}, generator busy {:.2}); {}",
             cap.per_second(),
             cap.quantile_ms(0.99),
+            cap_busy.0,
+            cap_busy.1,
             over.iter()
                 .zip(&overloads)
                 .map(|((r, cpu, busy), s)| format!(
-                    "{s} streams goodput {:.0}/s shed {} p99 {:.3} ms ({cpu:.0} us, busy {busy:.2})",
+                    "{s} streams goodput {:.0}/s shed {} p99 {:.3} ms ({cpu:.0} us, busy {:.2}, generator busy {:.2})",
                     r.per_second(),
                     shed(r),
-                    r.quantile_ms(0.99)
+                    r.quantile_ms(0.99),
+                    busy.0,
+                    busy.1
                 ))
                 .collect::<Vec<_>>()
                 .join("; ")
         ));
         capacity.0.push(cap.per_second());
         capacity.1.push(cap.quantile_ms(0.99));
-        capacity.2.push(cap_busy);
+        capacity.2.push(cap_busy.0);
+        capacity.3.push(cap_busy.1);
         for (i, (r, _, busy)) in over.iter().enumerate() {
-            loaded[i].busy.push(*busy);
+            loaded[i].busy.push(busy.0);
+            loaded[i].generator.push(busy.1);
             let attempts = (r.ok + r.error_count()) as f64;
             loaded[i].goodput.push(r.per_second());
             loaded[i].p99.push(r.quantile_ms(0.99));
@@ -146,8 +170,15 @@ pub async fn overload(
     let cap_p99 = Figure::of(capacity.1);
     let mut rows = Vec::new();
     for (i, streams) in overloads.iter().enumerate() {
-        let Overloaded { goodput: rps, p99, shed_share: share, other_errors: errors, other_codes, busy } =
-            &loaded[i];
+        let Overloaded {
+            goodput: rps,
+            p99,
+            shed_share: share,
+            other_errors: errors,
+            other_codes,
+            busy,
+            generator,
+        } = &loaded[i];
         let p99 = Figure::of(p99.clone());
         let within = p99.median <= 5.0 * cap_p99.median;
         let row = Row::new(
@@ -161,6 +192,8 @@ pub async fn overload(
         .note("shed share", format!("{:.2}", Figure::of(share.clone()).median))
         .note("server busy", format!("{:.2}", Figure::of(busy.clone()).median))
         .note("server busy at capacity", format!("{:.2}", Figure::of(capacity.2.clone()).median))
+        .note("generator busy", format!("{:.2}", Figure::of(generator.clone()).median))
+        .note("generator busy at capacity", format!("{:.2}", Figure::of(capacity.3.clone()).median))
         .note("errors other than shed", errors);
         let row = if other_codes.is_empty() {
             row

@@ -44,17 +44,8 @@ impl LoadResult {
 /// Channels (HTTP/2 connections) to spread `streams` over: one per 16 streams, 16
 /// at most.
 pub async fn channels(target: &str, streams: usize) -> anyhow::Result<Vec<Channel>> {
-    channels_n(target, streams.div_ceil(16).clamp(1, 16)).await
-}
-
-/// One channel per `per` streams.
-pub async fn channels_per(target: &str, streams: usize, per: usize) -> anyhow::Result<Vec<Channel>> {
-    channels_n(target, streams.div_ceil(per).max(1)).await
-}
-
-async fn channels_n(target: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut out = Vec::new();
+    for _ in 0..streams.div_ceil(16).clamp(1, 16) {
         out.push(partnership_metrics::configuration::ClientArgs::plain(target).channel().await?);
     }
     Ok(out)
@@ -75,14 +66,10 @@ where
     .await?
 }
 
-pub async fn closed_loop<F, Fut>(
-    channels: &[Channel],
-    streams: usize,
-    duration: Duration,
-    call: F,
-) -> LoadResult
+pub async fn closed_loop<C, F, Fut>(channels: &[C], streams: usize, duration: Duration, call: F) -> LoadResult
 where
-    F: Fn(Channel, u64) -> Fut + Clone + Send + Sync + 'static,
+    C: Clone + Send + 'static,
+    F: Fn(C, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), tonic::Status>> + Send,
 {
     let start = Instant::now();
@@ -188,4 +175,92 @@ pub async fn raw_unary<Req: prost::Message + Send + 'static>(
     }
     let response = grpc.unary(request, path, RawResponseCodec::<Req>::default()).await?;
     Ok(response.into_inner())
+}
+
+/// A bare HTTP/2 connection to the server, for load whose generator must cost far
+/// less a call than the server does: each request's bytes are framed once before the
+/// run, and a call is one HEADERS and one DATA frame out and the answer's frames
+/// read back, without tonic's channel (a buffer task and a tower stack a call). At
+/// five times the server's capacity a tonic generator on one core is itself the
+/// bound (it spends about what the server spends a call), so the overload phase
+/// uses this one.
+#[derive(Clone)]
+pub struct H2Channel {
+    send: h2::client::SendRequest<bytes::Bytes>,
+    authority: http::uri::Authority,
+}
+
+/// `n` bare HTTP/2 connections to `target` (`http://host:port`).
+pub async fn h2_channels(target: &str, n: usize) -> anyhow::Result<Vec<H2Channel>> {
+    let uri: http::Uri = target.parse()?;
+    let authority = uri.authority().cloned().ok_or_else(|| anyhow::anyhow!("no host:port in {target}"))?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
+        tcp.set_nodelay(true)?;
+        let (send, connection) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(16 << 20)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await?;
+        tokio::spawn(async move {
+            // The connection ends with the run; an error then is the server closing it.
+            let _ = connection.await;
+        });
+        out.push(H2Channel { send, authority: authority.clone() });
+    }
+    Ok(out)
+}
+
+/// A request message framed for gRPC (uncompressed flag, length, bytes).
+pub fn grpc_frame(message: &impl prost::Message) -> bytes::Bytes {
+    let body = message.encode_to_vec();
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.push(0);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out.into()
+}
+
+/// One unary call over a bare connection; returns the answer's body length, or its
+/// status (with its details, as `tonic::Status` decodes them) when it is not OK.
+pub async fn h2_unary(
+    channel: H2Channel,
+    path: &'static str,
+    frame: bytes::Bytes,
+) -> Result<usize, tonic::Status> {
+    let transport = |e: h2::Error| tonic::Status::unavailable(format!("HTTP/2: {e}"));
+    let mut send = channel.send.ready().await.map_err(transport)?;
+    let uri = http::Uri::builder()
+        .scheme("http")
+        .authority(channel.authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| tonic::Status::internal(format!("uri: {e}")))?;
+    let request = http::Request::post(uri)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .map_err(|e| tonic::Status::internal(format!("request: {e}")))?;
+    let (response, mut stream) = send.send_request(request, false).map_err(transport)?;
+    stream.send_data(frame, true).map_err(transport)?;
+    let (parts, mut body) = response.await.map_err(transport)?.into_parts();
+    // A trailers-only answer (every refusal) carries its status in the headers.
+    if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
+        if status.code() != tonic::Code::Ok {
+            return Err(status);
+        }
+    }
+    let mut length = 0;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(transport)?;
+        length += chunk.len();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await.map_err(transport)?;
+    match trailers.as_ref().and_then(tonic::Status::from_header_map) {
+        Some(status) if status.code() == tonic::Code::Ok => Ok(length),
+        Some(status) => Err(status),
+        None => Err(tonic::Status::internal("an answer without grpc-status")),
+    }
 }

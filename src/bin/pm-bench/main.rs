@@ -31,7 +31,7 @@ use partnership_metrics::{
 use serde::Serialize;
 use server::Server;
 use stats::{Figure, Row};
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_health::pb::HealthCheckRequest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -982,8 +982,8 @@ async fn main() -> anyhow::Result<()> {
 /// `GetPartnershipReport` at each of `streams_list` concurrent streams beside
 /// `grpc.health.v1.Health/Check` through the same server and connections, `runs` runs
 /// of `duration` each; one row per concurrency. The generator runs on a
-/// single-threaded runtime of its own, as h2load would: it then costs at most one
-/// core, and the server has the other.
+/// single-threaded runtime of its own over bare HTTP/2 connections, as h2load would:
+/// it then costs at most one core, and far less a call than the server does.
 async fn report_reads(
     target: String,
     ids: Arc<Vec<String>>,
@@ -991,18 +991,20 @@ async fn report_reads(
     runs: usize,
     duration: Duration,
 ) -> anyhow::Result<Vec<Row>> {
+    let frames = Arc::new(edge::report_frames(&ids));
     load::on_own_thread(move || async move {
         let mut read_rows = Vec::new();
         for &streams in &streams_list {
-            let chans = load::channels(&target, streams).await?;
+            let chans = load::h2_channels(&target, streams.div_ceil(16).clamp(1, 16)).await?;
             let (mut rps, mut p50, mut p99, mut errors, mut shed) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
             let (mut hrps, mut hp99) = (Vec::new(), Vec::new());
+            let health = load::grpc_frame(&HealthCheckRequest { service: String::new() });
             for run in 0..runs {
-                let ids = ids.clone();
+                let frames = frames.clone();
                 // Past the server's --max-in-flight calls are shed; callers honour
                 // RetryInfo, and a shed call is counted apart.
                 let r = load::closed_loop(&chans, streams, duration, move |ch, seq| {
-                    edge::report_call(ch, ids.clone(), seq)
+                    edge::report_call(ch, frames.clone(), seq)
                 })
                 .await;
                 shed += edge::shed(&r);
@@ -1010,8 +1012,12 @@ async fn report_reads(
                 rps.push(r.per_second());
                 p50.push(r.quantile_ms(0.5));
                 p99.push(r.quantile_ms(0.99));
-                let h = load::closed_loop(&chans, streams, duration, |ch, _| async move {
-                    HealthClient::new(ch).check(HealthCheckRequest { service: String::new() }).await.map(|_| ())
+                let health = health.clone();
+                let h = load::closed_loop(&chans, streams, duration, move |ch, _| {
+                    let health = health.clone();
+                    async move {
+                        load::h2_unary(ch, "/grpc.health.v1.Health/Check", health).await.map(|_| ())
+                    }
                 })
                 .await;
                 errors += h.error_count();
