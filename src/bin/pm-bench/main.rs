@@ -199,7 +199,12 @@ fn machine() -> Machine {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     Machine {
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // The machine's cores, not this process's: --client-cpus narrows the latter.
+        cores: std::fs::read_to_string("/proc/cpuinfo")
+            .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
         cpu,
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
@@ -467,7 +472,14 @@ async fn main() -> anyhow::Result<()> {
     // --- The whole data set into SQLite: the database the reads run on --------------
     let data = work.join("dataset");
     let reuse = args.reuse_dataset && data.join("pm.db").exists();
-    let mut total_records = 0;
+    let mut total_records = if reuse {
+        // A kept data set: what it holds, for the section's heading.
+        rusqlite::Connection::open(data.join("pm.db"))
+            .and_then(|c| c.query_row("SELECT count(*) FROM records", [], |r| r.get::<_, i64>(0)))
+            .context("counting the kept data set's records")? as u64
+    } else {
+        0
+    };
     if !reuse {
         fresh_dir(&data)?;
         let server = Server::start(&bin, &sqlite_url(&data), next_port()).await?;
