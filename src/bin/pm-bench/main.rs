@@ -314,9 +314,12 @@ async fn ingest(
     synth: &synth::Synth,
     n: usize,
     batch: usize,
+    cpu_at_start: &mut (f64, f64),
 ) -> anyhow::Result<(Duration, u64)> {
     let channel = loader::connect(&server.target).await?;
     let mut stats = loader::load_registry(channel.clone(), synth).await?;
+    // The server's and PostgreSQL's CPU seconds when the records start.
+    *cpu_at_start = (server::cpu_seconds(server.pid()).unwrap_or(0.0), server::postgres_cpu_seconds());
     let started = Instant::now();
     loader::load_records_limited(channel, synth.clone(), batch, n, &mut stats).await?;
     Ok((started.elapsed(), stats.records))
@@ -375,7 +378,7 @@ async fn main() -> anyhow::Result<()> {
             let dir = work.join(format!("ingest-sqlite-{batch}-{run}"));
             fresh_dir(&dir)?;
             let server = Server::start(&bin, &sqlite_url(&dir), next_port()).await?;
-            let (elapsed, n) = ingest(&server, &synth, n_ingest, batch).await?;
+            let (elapsed, n) = ingest(&server, &synth, n_ingest, batch, &mut (0.0, 0.0)).await?;
             peaks.push(server.peak_rss_mib());
             server.stop()?;
             service.push(n as f64 / elapsed.as_secs_f64());
@@ -407,6 +410,8 @@ async fn main() -> anyhow::Result<()> {
         let sub_rows = anchors::rows(&sub, &sub_registry, usize::MAX)?;
         for (batch, streams) in [(1_000usize, 1usize), (10_000, 1), (1_000, 8), (10_000, 8)] {
             let (mut service, mut anchor, mut formats, mut bad) = (Vec::new(), Vec::new(), Vec::new(), 0);
+            let (mut server_us, mut pg_us, mut wall_us, mut anchor_pg_us) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let anchor_set = if streams == 1 { &anchor_rows } else { &sub_rows };
             for run in 0..runs {
                 let db = PgDatabase::create(
@@ -415,10 +420,15 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .await?;
                 let server = Server::start(&bin, &db.url(), next_port()).await?;
+                // Where the records' CPU went: the server, PostgreSQL (its share of a
+                // record beside the anchor's says what the schema and statements
+                // cost), and the rest of the run's length waiting.
+                let mut cpu0 = (0.0, 0.0);
                 let (elapsed, n) = if streams == 1 {
-                    ingest(&server, &synth, n_ingest, batch).await?
+                    ingest(&server, &synth, n_ingest, batch, &mut cpu0).await?
                 } else {
                     loader::load_registry(loader::connect(&server.target).await?, &sub).await?;
+                    cpu0 = (server::cpu_seconds(server.pid()).unwrap_or(0.0), server::postgres_cpu_seconds());
                     let (t, n, b) = edge::concurrent_ingest(
                         std::slice::from_ref(&server.target),
                         &sub,
@@ -430,15 +440,20 @@ async fn main() -> anyhow::Result<()> {
                     bad += b;
                     (t, n)
                 };
+                let per_record = |s: f64| s * 1e6 / n.max(1) as f64;
+                server_us.push(per_record(server::cpu_seconds(server.pid()).unwrap_or(0.0) - cpu0.0));
+                pg_us.push(per_record(server::postgres_cpu_seconds() - cpu0.1));
+                wall_us.push(per_record(elapsed.as_secs_f64()));
                 server.stop()?;
                 db.drop_now().await?;
                 service.push(n as f64 / elapsed.as_secs_f64());
                 let db =
                     PgDatabase::create(&args.postgres_url, &format!("pm_bench_copy_{batch}_{streams}_{run}"))
                         .await?;
-                let (t, format) = pg::minimal_copy(&db.url(), anchor_set, batch, streams).await?;
+                let (t, format, copy_cpu) = pg::minimal_copy(&db.url(), anchor_set, batch, streams).await?;
                 db.drop_now().await?;
                 anchor.push(anchor_set.len() as f64 / t.as_secs_f64());
+                anchor_pg_us.push(copy_cpu * 1e6 / anchor_set.len() as f64);
                 formats.push(format.name());
                 say(format!(
                     "ingest postgres batch {batch} streams {streams} run {run}: {:.0} records/s, anchor {:.0} ({})",
@@ -463,7 +478,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .note("records per run", anchor_set.len())
             .note("faster COPY format", formats.join("/"))
-            .note("non-OK", bad);
+            .note("non-OK", bad)
+            .note("us a record: wall", format!("{:.1}", Figure::of(wall_us).median))
+            .note("server CPU", format!("{:.1}", Figure::of(server_us).median))
+            .note("PostgreSQL CPU", format!("{:.1}", Figure::of(pg_us).median))
+            .note("PostgreSQL CPU in the anchor", format!("{:.1}", Figure::of(anchor_pg_us).median));
             let met = row.ratio.is_some_and(|r| r >= 0.5) && bad == 0;
             rows.push(row.target(">= 0.5", Some(met)));
         }

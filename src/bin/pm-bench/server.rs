@@ -63,6 +63,27 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// CPU seconds every PostgreSQL process on this machine has used, backends that have
+/// exited included (through the postmaster's time of its reaped children), so that a
+/// difference over a run is PostgreSQL's share of it. 0 when none runs here.
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let open = stat.find('(')?;
+            let close = stat.rfind(')')?;
+            if &stat[open + 1..close] != "postgres" {
+                return None;
+            }
+            let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+            // utime, stime, cutime, cstime.
+            let ticks: f64 = fields.get(11..15)?.iter().filter_map(|f| f.parse::<f64>().ok()).sum();
+            Some(ticks / 100.0)
+        })
+        .sum()
+}
+
 /// Resident memory of a process, in KiB, from /proc (`VmRSS` now, `VmHWM` peak).
 pub fn rss_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
