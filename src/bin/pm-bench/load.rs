@@ -245,11 +245,10 @@ pub async fn h2_unary(
     let (response, mut stream) = send.send_request(request, false).map_err(transport)?;
     stream.send_data(frame, true).map_err(transport)?;
     let (parts, mut body) = response.await.map_err(transport)?.into_parts();
-    // A trailers-only answer (every refusal) carries its status in the headers.
+    // A trailers-only answer (every refusal) carries its status in the headers and
+    // has no body.
     if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
-        if status.code() != tonic::Code::Ok {
-            return Err(status);
-        }
+        return if status.code() == tonic::Code::Ok { Ok(0) } else { Err(status) };
     }
     let mut length = 0;
     while let Some(chunk) = body.data().await {
