@@ -431,9 +431,11 @@ pub fn key_range(prefix: &str) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_key_range_holds_its_prefix_and_nothing_beside_it() {
-        let (low, high) = super::RecordKind::RestructuringEvent.key_range();
+        let (low, high) = RecordKind::RestructuringEvent.key_range();
         let inside = |k: &str| low.as_str() <= k && k < high.as_str();
         assert!(inside("restructuring_event/agency/ev-1"));
         assert!(inside("restructuring_event/~"));
@@ -441,10 +443,8 @@ mod tests {
         assert!(!inside("restructuring_event-x/agency/ev-1"));
         assert!(!inside("restructuring_events/agency/ev-1"));
         assert!(!inside("principles_endorsement/p/1/a"));
-        assert_eq!(super::key_range("a/b/"), ("a/b/".to_string(), "a/b0".to_string()));
+        assert_eq!(key_range("a/b/"), ("a/b/".to_string(), "a/b0".to_string()));
     }
-
-    use super::*;
 
     fn id(s: &str) -> Id {
         Id::parse(s).unwrap()

@@ -96,8 +96,9 @@ pub async fn overload(
     let mut capacity = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut loaded: Vec<Overloaded> = overloads.iter().map(|_| Overloaded::default()).collect();
     let mut recovered = Vec::new();
+    let frames = Arc::new(report_frames(&ids));
     for run in 0..runs {
-        let (t, frames, ov) = (target.clone(), Arc::new(report_frames(&ids)), overloads.clone());
+        let (t, frames, ov) = (target.clone(), frames.clone(), overloads.clone());
         let (cap, over, rec) = load::on_own_thread(move || async move {
             let call = move |ch, seq| report_call(ch, frames.clone(), seq);
             // The server's CPU per answered call, its busy share of the run, and the
@@ -113,7 +114,7 @@ pub async fn overload(
                 let busy = (cpu / r.elapsed.as_secs_f64(), generator / r.elapsed.as_secs_f64());
                 (r, per_call_us, busy)
             };
-            let chans = load::h2_channels(&t, 4).await?;
+            let chans = load::h2_channels(&t, load::connections_for(64)).await?;
             let cap = measured(&chans, 64).await;
             let mut over = Vec::new();
             for &streams in &ov {

@@ -41,11 +41,16 @@ impl LoadResult {
     }
 }
 
-/// Channels (HTTP/2 connections) to spread `streams` over: one per 16 streams, 16
-/// at most.
+/// How many HTTP/2 connections to spread `streams` over: one per 16 streams, 16 at
+/// most.
+pub fn connections_for(streams: usize) -> usize {
+    streams.div_ceil(16).clamp(1, 16)
+}
+
+/// Channels (HTTP/2 connections) to spread `streams` over (`connections_for`).
 pub async fn channels(target: &str, streams: usize) -> anyhow::Result<Vec<Channel>> {
     let mut out = Vec::new();
-    for _ in 0..streams.div_ceil(16).clamp(1, 16) {
+    for _ in 0..connections_for(streams) {
         out.push(partnership_metrics::configuration::ClientArgs::plain(target).channel().await?);
     }
     Ok(out)

@@ -314,15 +314,14 @@ async fn ingest(
     synth: &synth::Synth,
     n: usize,
     batch: usize,
-    cpu_at_start: &mut (f64, f64),
-) -> anyhow::Result<(Duration, u64)> {
+) -> anyhow::Result<(Duration, u64, (f64, f64))> {
     let channel = loader::connect(&server.target).await?;
     let mut stats = loader::load_registry(channel.clone(), synth).await?;
-    // The server's and PostgreSQL's CPU seconds when the records start.
-    *cpu_at_start = (server::cpu_seconds(server.pid()).unwrap_or(0.0), server::postgres_cpu_seconds());
+    // The CPU the records start from (`server::cpu_now`), the registry's left out.
+    let cpu = server::cpu_now(server.pid());
     let started = Instant::now();
     loader::load_records_limited(channel, synth.clone(), batch, n, &mut stats).await?;
-    Ok((started.elapsed(), stats.records))
+    Ok((started.elapsed(), stats.records, cpu))
 }
 
 pub fn say(msg: impl AsRef<str>) {
@@ -378,7 +377,7 @@ async fn main() -> anyhow::Result<()> {
             let dir = work.join(format!("ingest-sqlite-{batch}-{run}"));
             fresh_dir(&dir)?;
             let server = Server::start(&bin, &sqlite_url(&dir), next_port()).await?;
-            let (elapsed, n) = ingest(&server, &synth, n_ingest, batch, &mut (0.0, 0.0)).await?;
+            let (elapsed, n, _) = ingest(&server, &synth, n_ingest, batch).await?;
             peaks.push(server.peak_rss_mib());
             server.stop()?;
             service.push(n as f64 / elapsed.as_secs_f64());
@@ -423,12 +422,11 @@ async fn main() -> anyhow::Result<()> {
                 // Where the records' CPU went: the server, PostgreSQL (its share of a
                 // record beside the anchor's says what the schema and statements
                 // cost), and the rest of the run's length waiting.
-                let mut cpu0 = (0.0, 0.0);
-                let (elapsed, n) = if streams == 1 {
-                    ingest(&server, &synth, n_ingest, batch, &mut cpu0).await?
+                let (elapsed, n, cpu0) = if streams == 1 {
+                    ingest(&server, &synth, n_ingest, batch).await?
                 } else {
                     loader::load_registry(loader::connect(&server.target).await?, &sub).await?;
-                    cpu0 = (server::cpu_seconds(server.pid()).unwrap_or(0.0), server::postgres_cpu_seconds());
+                    let cpu0 = server::cpu_now(server.pid());
                     let (t, n, b) = edge::concurrent_ingest(
                         std::slice::from_ref(&server.target),
                         &sub,
@@ -438,11 +436,12 @@ async fn main() -> anyhow::Result<()> {
                     )
                     .await?;
                     bad += b;
-                    (t, n)
+                    (t, n, cpu0)
                 };
+                let cpu1 = server::cpu_now(server.pid());
                 let per_record = |s: f64| s * 1e6 / n.max(1) as f64;
-                server_us.push(per_record(server::cpu_seconds(server.pid()).unwrap_or(0.0) - cpu0.0));
-                pg_us.push(per_record(server::postgres_cpu_seconds() - cpu0.1));
+                server_us.push(per_record(cpu1.0 - cpu0.0));
+                pg_us.push(per_record(cpu1.1 - cpu0.1));
                 wall_us.push(per_record(elapsed.as_secs_f64()));
                 server.stop()?;
                 db.drop_now().await?;
@@ -1026,7 +1025,7 @@ async fn report_reads(
     load::on_own_thread(move || async move {
         let mut read_rows = Vec::new();
         for &streams in &streams_list {
-            let chans = load::h2_channels(&target, streams.div_ceil(16).clamp(1, 16)).await?;
+            let chans = load::h2_channels(&target, load::connections_for(streams)).await?;
             let (mut rps, mut p50, mut p99, mut errors, mut shed) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
             let (mut hrps, mut hp99) = (Vec::new(), Vec::new());
             let health = load::grpc_frame(&HealthCheckRequest { service: String::new() });

@@ -52,15 +52,26 @@ pub struct Server {
     samples: Arc<std::sync::Mutex<Vec<(Duration, u64)>>>,
 }
 
+/// A process's command name and its CPU seconds, from /proc/<pid>/stat: user and
+/// system time, and with `children` also that of its children it has reaped.
+fn stat_cpu(pid: u32, children: bool) -> Option<(String, f64)> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?, children)
+}
+
+fn parse_stat(stat: &str, children: bool) -> Option<(String, f64)> {
+    // The command name is in parentheses and may hold spaces; the fields follow it.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
+    // utime, stime, cutime, cstime.
+    let times = fields.get(11..if children { 15 } else { 13 })?;
+    let ticks = times.iter().map(|f| f.parse::<f64>().ok()).sum::<Option<f64>>()?;
+    // SC_CLK_TCK is 100 on Linux.
+    Some((stat[open + 1..close].to_string(), ticks / 100.0))
+}
+
 /// CPU seconds a process has used (user and system), from /proc.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // SC_CLK_TCK is 100 on Linux.
-    Some(ticks / 100.0)
+    stat_cpu(pid, false).map(|(_, s)| s)
 }
 
 /// CPU seconds every PostgreSQL process on this machine has used, backends that have
@@ -69,19 +80,13 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 pub fn postgres_cpu_seconds() -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let open = stat.find('(')?;
-            let close = stat.rfind(')')?;
-            if &stat[open + 1..close] != "postgres" {
-                return None;
-            }
-            let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-            // utime, stime, cutime, cstime.
-            let ticks: f64 = fields.get(11..15)?.iter().filter_map(|f| f.parse::<f64>().ok()).sum();
-            Some(ticks / 100.0)
-        })
+        .filter_map(|pid| stat_cpu(pid, true).filter(|(name, _)| name == "postgres").map(|(_, s)| s))
         .sum()
+}
+
+/// The server's CPU seconds and PostgreSQL's, now: differences of two are a run's.
+pub fn cpu_now(server_pid: u32) -> (f64, f64) {
+    (cpu_seconds(server_pid).unwrap_or(0.0), postgres_cpu_seconds())
 }
 
 /// Resident memory of a process, in KiB, from /proc (`VmRSS` now, `VmHWM` peak).
@@ -221,5 +226,20 @@ impl Drop for Server {
         self.sampling.store(false, Ordering::Relaxed);
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_stat;
+
+    #[test]
+    fn a_stat_line_gives_its_name_and_cpu_whatever_the_name_holds() {
+        // pid (comm) state ppid ... utime=150 stime=50 cutime=300 cstime=100 (fields 14-17).
+        let line = "42 (post) gres)) S 1 42 42 0 -1 4194304 10 0 0 0 150 50 300 100 20 0 1 0 5 0 0";
+        assert_eq!(parse_stat(line, false), Some(("post) gres)".to_string(), 2.0)));
+        assert_eq!(parse_stat(line, true), Some(("post) gres)".to_string(), 6.0)));
+        assert_eq!(parse_stat("42 (short) S 1 2", false), None);
+        assert_eq!(parse_stat("42 (x) S 1 42 42 0 -1 4194304 10 0 0 0 abc 50 0 0", false), None);
     }
 }
