@@ -1048,6 +1048,71 @@ async fn eight_concurrent_writers_into_one_partnership_all_succeed() {
 }
 
 backend_test! {
+async fn concurrent_batches_of_the_same_new_keys_number_every_revision_once() {
+    // On PostgreSQL each batch locks the keys it finds stored and inserts the others:
+    // a key another batch inserts in between fails the insert, and the batch is
+    // retried whole, finding the key stored. Every write must still be one revision,
+    // each key inserted by exactly one batch.
+    let app = setup().await;
+    let writers = 8;
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let mut client = app.submission();
+        tasks.push(tokio::spawn(async move {
+            let records: Vec<_> = (0..40)
+                .map(|k| {
+                    rec(sr(|r| {
+                        r.response_id = format!("same-{k}");
+                        r.morale = Some(1 + writer % 5);
+                    }))
+                })
+                .collect();
+            let done = client.submit_records(submit_request(&format!("writer-{writer}"), records)).await?;
+            Ok::<_, tonic::Status>(done.into_inner())
+        }));
+    }
+    let mut inserted = 0;
+    for t in tasks {
+        let done = t.await.unwrap().expect("no batch fails");
+        assert_eq!(done.inserted_count + done.replaced_count, 40);
+        inserted += done.inserted_count;
+    }
+    assert_eq!(inserted, 40, "each key is inserted by one batch, replaced by the others");
+    let mut client = app.submission();
+    let stored = client
+        .list_records(pb::ListRecordsRequest {
+            kind: pb::RecordKind::SurveyResponse as i32,
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert_eq!(stored.len(), 40);
+    for record in &stored {
+        assert_eq!(record.revision, i64::from(writers), "{}", record.key);
+        let history = client
+            .list_record_revisions(pb::ListRecordRevisionsRequest {
+                key: record.key.clone(),
+                page_size: 100,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .revisions;
+        let numbers: Vec<i64> = history.iter().map(|r| r.revision).collect();
+        assert_eq!(numbers, (1..=i64::from(writers)).collect::<Vec<_>>(), "{}", record.key);
+        let mut requests: Vec<&str> = history.iter().map(|r| r.request_id.as_str()).collect();
+        requests.sort_unstable();
+        assert_eq!(requests, (0..writers).map(|w| format!("writer-{w}")).collect::<Vec<_>>(), "{}", record.key);
+        assert_eq!(history.last().and_then(|r| r.content.clone()), record.record, "{}", record.key);
+    }
+}
+}
+
+backend_test! {
 /// AIP-163: a validate_only batch runs every check, answers with the counts the write
 /// would give, stores nothing and leaves its request id free for the real write.
 async fn validate_only_answers_as_the_write_would_and_stores_nothing() {

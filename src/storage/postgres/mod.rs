@@ -211,16 +211,19 @@ async fn bump_data_version(conn: &mut PgConnection, partnership: &Id) -> Result<
     Ok(())
 }
 
-/// Whether an error is a deadlock or serialization failure, which a retry resolves.
+/// Whether an error is one a retry of the whole transaction resolves: a deadlock, a
+/// serialization failure, or a record key that a concurrent batch inserted after this
+/// one found it absent (`records::write_records`).
 pub(crate) fn is_retryable(e: &Error) -> bool {
-    e.source
-        .as_ref()
-        .and_then(|s| s.downcast_ref::<sqlx::Error>())
-        .and_then(|e| match e {
-            sqlx::Error::Database(db) => db.code(),
-            _ => None,
-        })
-        .is_some_and(|code| code == "40P01" || code == "40001")
+    let Some(sqlx::Error::Database(db)) = e.source.as_ref().and_then(|s| s.downcast_ref::<sqlx::Error>())
+    else {
+        return false;
+    };
+    match db.code().as_deref() {
+        Some("40P01" | "40001") => true,
+        Some("23505") => db.constraint() == Some("records_key_key"),
+        _ => false,
+    }
 }
 
 fn limit(page: &PageRequest) -> i64 {
