@@ -625,7 +625,7 @@ async fn main() -> anyhow::Result<()> {
         // Every report once first: the steady state a report service lives in.
         warm(&server.target, &ids).await?;
         let read_rows =
-            report_reads(server.target.clone(), ids, args.streams.clone(), runs, duration).await?;
+            report_reads(server.target.clone(), server.pid(), ids, args.streams.clone(), runs, duration).await?;
         rows.extend(read_rows);
         server.stop()?;
     }
@@ -700,7 +700,7 @@ async fn main() -> anyhow::Result<()> {
             if cache != "0" {
                 warm(&server.target, &ids).await?;
             }
-            for mut row in report_reads(server.target.clone(), ids.clone(), vec![64], runs, duration).await? {
+            for mut row in report_reads(server.target.clone(), server.pid(), ids.clone(), vec![64], runs, duration).await? {
                 row.measurement = format!("GetPartnershipReport on PostgreSQL at 64 streams, {label}");
                 if cache == "0" {
                     // The cold figure is reported with what bounds it (BENCHMARKS.md).
@@ -874,6 +874,9 @@ async fn main() -> anyhow::Result<()> {
         let partnerships = sub.config.partnerships;
         let configs = [(1usize, 1usize), (1, 8), (1, 64), (2, 8), (2, 64)];
         let mut figures: Vec<(Vec<f64>, u64)> = configs.iter().map(|_| Default::default()).collect();
+        // Cores busy during each stream set: at the machine's cores, another replica has
+        // no CPU to add.
+        let mut busy: Vec<Vec<f64>> = configs.iter().map(|_| Vec::new()).collect();
         for run in 0..runs {
             for (i, &(replicas, streams)) in configs.iter().enumerate() {
                 let db =
@@ -884,8 +887,10 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let targets: Vec<String> = servers.iter().map(|s| s.target.clone()).collect();
                 loader::load_registry(loader::connect(&targets[0]).await?, &sub).await?;
+                let busy0 = server::machine_busy_seconds();
                 let (t, n, bad) =
                     edge::concurrent_ingest(&targets, &sub, partnerships, streams, 1_000).await?;
+                busy[i].push((server::machine_busy_seconds() - busy0) / t.as_secs_f64());
                 for s in servers {
                     s.stop()?;
                 }
@@ -907,7 +912,8 @@ async fn main() -> anyhow::Result<()> {
             )
             .anchor("one stream, one replica, same run", one.clone())
             .note("records per run", sub.estimated_record_count())
-            .note("non-OK", figures[i].1);
+            .note("non-OK", figures[i].1)
+            .note("cores busy", format!("{:.2}", Figure::of(busy[i].clone()).median));
             let met = row.ratio.is_some_and(|r| r >= 1.0) && figures[i].1 == 0;
             rows.push(row.target(">= the one-stream rate; 0 errors", Some(met)));
         }
@@ -919,7 +925,11 @@ async fn main() -> anyhow::Result<()> {
             Figure::of(figures[4].0.clone()),
         )
         .anchor("64 streams into one replica, same run", one_64)
-        .note("non-OK", figures[4].1 + figures[2].1);
+        .note("non-OK", figures[4].1 + figures[2].1)
+        .note(
+            "cores busy, two replicas and one",
+            format!("{:.2}, {:.2} of {}", Figure::of(busy[4].clone()).median, Figure::of(busy[2].clone()).median, machine().cores),
+        );
         let met = row.ratio.is_some_and(|r| r >= 1.5) && figures[4].1 == 0;
         rows.push(row.target(">= 1.5x", Some(met)));
     }
@@ -1016,6 +1026,7 @@ async fn main() -> anyhow::Result<()> {
 /// it then costs at most one core, and far less a call than the server does.
 async fn report_reads(
     target: String,
+    server_pid: u32,
     ids: Arc<Vec<String>>,
     streams_list: Vec<usize>,
     runs: usize,
@@ -1028,21 +1039,26 @@ async fn report_reads(
             let chans = load::h2_channels(&target, load::connections_for(streams)).await?;
             let (mut rps, mut p50, mut p99, mut errors, mut shed) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
             let (mut hrps, mut hp99) = (Vec::new(), Vec::new());
+            // CPU a call, report then Health: which process bounds each.
+            let (mut report_cpu, mut health_cpu) = (CallCpu::default(), CallCpu::default());
             let health = load::grpc_frame(&HealthCheckRequest { service: String::new() });
             for run in 0..runs {
                 let frames = frames.clone();
+                let before = CallCpu::now(server_pid);
                 // Past the server's --max-in-flight calls are shed; callers honour
                 // RetryInfo, and a shed call is counted apart.
                 let r = load::closed_loop(&chans, streams, duration, move |ch, seq| {
                     edge::report_call(ch, frames.clone(), seq)
                 })
                 .await;
+                report_cpu.add(&before, &CallCpu::now(server_pid), r.ok);
                 shed += edge::shed(&r);
                 errors += edge::other_errors(&r);
                 rps.push(r.per_second());
                 p50.push(r.quantile_ms(0.5));
                 p99.push(r.quantile_ms(0.99));
                 let health = health.clone();
+                let before = CallCpu::now(server_pid);
                 let h = load::closed_loop(&chans, streams, duration, move |ch, _| {
                     let health = health.clone();
                     async move {
@@ -1050,6 +1066,7 @@ async fn report_reads(
                     }
                 })
                 .await;
+                health_cpu.add(&before, &CallCpu::now(server_pid), h.ok);
                 errors += h.error_count();
                 hrps.push(h.per_second());
                 hp99.push(h.quantile_ms(0.99));
@@ -1065,7 +1082,9 @@ async fn report_reads(
                 .note("p99 ms", format!("{:.3}", p99f.median))
                 .note("health p99 ms", format!("{:.3}", Figure::of(hp99).median))
                 .note("non-OK", errors)
-                .note("shed", shed);
+                .note("shed", shed)
+                .note("us a report call (server, PostgreSQL, generator CPU)", report_cpu.per_call())
+                .note("us a Health call", health_cpu.per_call());
             let met =
                 (streams == 64).then(|| row.ratio.is_some_and(|r| r >= 0.5) && p99f.median <= 2.0 && errors == 0);
             row = row.target(if streams == 64 { ">= 0.5; p99 <= 2 ms" } else { "(shape)" }, met);
@@ -1074,6 +1093,36 @@ async fn report_reads(
         Ok(read_rows)
     })
     .await
+}
+
+/// CPU seconds of the server, of PostgreSQL and of this process (the generator and
+/// nothing else while a load runs), summed over runs with the calls they answered.
+#[derive(Debug, Default)]
+struct CallCpu {
+    server: f64,
+    postgres: f64,
+    generator: f64,
+    calls: u64,
+}
+
+impl CallCpu {
+    fn now(server_pid: u32) -> CallCpu {
+        let (server, postgres) = server::cpu_now(server_pid);
+        let generator = server::cpu_seconds(std::process::id()).unwrap_or(0.0);
+        CallCpu { server, postgres, generator, calls: 0 }
+    }
+
+    fn add(&mut self, before: &CallCpu, after: &CallCpu, calls: u64) {
+        self.server += after.server - before.server;
+        self.postgres += after.postgres - before.postgres;
+        self.generator += after.generator - before.generator;
+        self.calls += calls;
+    }
+
+    fn per_call(&self) -> String {
+        let us = |s: f64| s * 1e6 / self.calls.max(1) as f64;
+        format!("{:.1}, {:.1}, {:.1}", us(self.server), us(self.postgres), us(self.generator))
+    }
 }
 
 /// Fetches every partnership's report once, so the cache holds the working set.

@@ -84,6 +84,19 @@ pub fn postgres_cpu_seconds() -> f64 {
         .sum()
 }
 
+/// CPU seconds every core of the machine has been busy (all but idle and iowait), from
+/// /proc/stat: a difference over a run, divided by its length, is the cores in use.
+pub fn machine_busy_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return 0.0 };
+    let Some(cpu) = stat.lines().next() else { return 0.0 };
+    // cpu user nice system idle iowait irq softirq steal ...
+    let ticks: Vec<f64> = cpu.split_whitespace().skip(1).take(8).filter_map(|t| t.parse().ok()).collect();
+    if ticks.len() < 8 {
+        return 0.0;
+    }
+    (ticks.iter().sum::<f64>() - ticks[3] - ticks[4]) / 100.0
+}
+
 /// The server's CPU seconds and PostgreSQL's, now: differences of two are a run's.
 pub fn cpu_now(server_pid: u32) -> (f64, f64) {
     (cpu_seconds(server_pid).unwrap_or(0.0), postgres_cpu_seconds())
