@@ -625,7 +625,8 @@ async fn main() -> anyhow::Result<()> {
         // Every report once first: the steady state a report service lives in.
         warm(&server.target, &ids).await?;
         let read_rows =
-            report_reads(server.target.clone(), server.pid(), ids, args.streams.clone(), runs, duration).await?;
+            report_reads(server.target.clone(), server.pid(), ids, args.streams.clone(), runs, duration)
+                .await?;
         rows.extend(read_rows);
         server.stop()?;
     }
@@ -700,7 +701,10 @@ async fn main() -> anyhow::Result<()> {
             if cache != "0" {
                 warm(&server.target, &ids).await?;
             }
-            for mut row in report_reads(server.target.clone(), server.pid(), ids.clone(), vec![64], runs, duration).await? {
+            for mut row in
+                report_reads(server.target.clone(), server.pid(), ids.clone(), vec![64], runs, duration)
+                    .await?
+            {
                 row.measurement = format!("GetPartnershipReport on PostgreSQL at 64 streams, {label}");
                 if cache == "0" {
                     // The cold figure is reported with what bounds it (BENCHMARKS.md).
@@ -928,7 +932,12 @@ async fn main() -> anyhow::Result<()> {
         .note("non-OK", figures[4].1 + figures[2].1)
         .note(
             "cores busy, two replicas and one",
-            format!("{:.2}, {:.2} of {}", Figure::of(busy[4].clone()).median, Figure::of(busy[2].clone()).median, machine().cores),
+            format!(
+                "{:.2}, {:.2} of {}",
+                Figure::of(busy[4].clone()).median,
+                Figure::of(busy[2].clone()).median,
+                machine().cores
+            ),
         );
         let met = row.ratio.is_some_and(|r| r >= 1.5) && figures[4].1 == 0;
         rows.push(row.target(">= 1.5x", Some(met)));

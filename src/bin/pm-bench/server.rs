@@ -87,14 +87,14 @@ pub fn postgres_cpu_seconds() -> f64 {
 /// CPU seconds every core of the machine has been busy (all but idle and iowait), from
 /// /proc/stat: a difference over a run, divided by its length, is the cores in use.
 pub fn machine_busy_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return 0.0 };
-    let Some(cpu) = stat.lines().next() else { return 0.0 };
+    std::fs::read_to_string("/proc/stat").ok().as_deref().and_then(busy_seconds).unwrap_or(0.0)
+}
+
+fn busy_seconds(stat: &str) -> Option<f64> {
     // cpu user nice system idle iowait irq softirq steal ...
-    let ticks: Vec<f64> = cpu.split_whitespace().skip(1).take(8).filter_map(|t| t.parse().ok()).collect();
-    if ticks.len() < 8 {
-        return 0.0;
-    }
-    (ticks.iter().sum::<f64>() - ticks[3] - ticks[4]) / 100.0
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = cpu.split_whitespace().take(8).map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    (ticks.len() == 8).then(|| (ticks.iter().sum::<f64>() - ticks[3] - ticks[4]) / 100.0)
 }
 
 /// The server's CPU seconds and PostgreSQL's, now: differences of two are a run's.
@@ -244,7 +244,17 @@ impl Drop for Server {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_stat;
+    use super::{busy_seconds, parse_stat};
+
+    #[test]
+    fn busy_seconds_count_every_state_but_idle_and_iowait() {
+        // user nice system idle iowait irq softirq steal guest guest_nice, in ticks.
+        let stat = "cpu  100 20 30 5000 70 5 15 10 0 0\ncpu0 50 10 15 2500 35 2 7 5 0 0\n";
+        assert_eq!(busy_seconds(stat), Some(1.8));
+        assert_eq!(busy_seconds("cpu0 1 2 3 4 5 6 7 8\n"), None, "only the machine's line counts");
+        assert_eq!(busy_seconds("cpu  1 2 3\n"), None);
+        assert_eq!(busy_seconds("cpu  1 2 3 x 5 6 7 8\n"), None);
+    }
 
     #[test]
     fn a_stat_line_gives_its_name_and_cpu_whatever_the_name_holds() {

@@ -311,7 +311,8 @@ async fn write_records(
         .fetch_all(&mut *conn)
         .await?;
         for row in &rows {
-            written.insert(row.try_get::<String, _>(0)?, (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?));
+            written
+                .insert(row.try_get::<String, _>(0)?, (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?));
         }
     }
     if !updates.is_empty() {
