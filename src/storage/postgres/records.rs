@@ -250,11 +250,11 @@ impl PostgresStore {
 /// `refused(key)` for the lowest such key.
 ///
 /// Stored keys are locked first, in key order, then the new keys are inserted and the
-/// stored ones updated. A plain INSERT costs PostgreSQL about two thirds of an
-/// `INSERT ... ON CONFLICT` of the same rows (each row of which is a speculative
-/// insertion: an index probe, the insert, then its confirmation): 10.4 against 15.5 us
-/// a record for 300k records into this table's shape (BENCHMARKS.md, "PostgreSQL
-/// ingest"). A key that a concurrent batch inserts after the lock step makes the INSERT
+/// stored ones updated. Each row of an `INSERT ... ON CONFLICT` is a speculative
+/// insertion (an index probe, the insert, then its confirmation); with the lock step
+/// and a plain INSERT a record costs PostgreSQL 8-14% less, revisions included
+/// (`bench/pg-row-costs.sql`: 21.0 against 22.8 us a record; BENCHMARKS.md, under
+/// `medium-ingest-postgres-concurrent`). A key that a concurrent batch inserts after the lock step makes the INSERT
 /// fail on `records_key_key` once that batch commits; `is_retryable` retries the whole
 /// transaction, which then finds the key stored. Keys are ascending in both steps, so
 /// two batches never wait on each other's keys in a cycle.
